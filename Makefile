@@ -1,0 +1,47 @@
+# trackflow — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DUCKDB_PATH ?= data/warehouse.duckdb
+
+.PHONY: help setup demo test lint dev docs bench bench-full soak clean browser
+
+help: ## show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(BIN)/trackflow: pyproject.toml uv.lock | $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
+	$(UV) sync --frozen
+	@touch $@
+
+setup: $(BIN)/trackflow ## create .venv with the locked dependencies
+	@mkdir -p $(DAGSTER_HOME) data
+
+browser: ## install Debian's chromium for the browser tests (if missing)
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+demo: setup ## start the embedded broker, produce a day of traffic, ingest it, print what landed
+	$(BIN)/python -m pipelines.demo
+
+test: setup browser ## run the whole test suite (real broker, DuckDB, dbt, Dagster)
+	$(BIN)/pytest -q
+
+lint: setup ## ruff (python) and sqlfluff (dbt models)
+	$(BIN)/ruff check pipelines orchestration tests benchmarks
+	$(BIN)/ruff format --check pipelines orchestration tests benchmarks
+	cd dbt_project && ../$(BIN)/sqlfluff lint models macros
+
+dev: setup ## open the Dagster UI (dagster dev -w workspace.yaml)
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean: ## stop the embedded broker and remove local state (warehouse, dagster home)
+	-$(BIN)/trackflow broker stop
+	rm -rf data .dagster_home .trackflow dbt_project/target dbt_project/logs

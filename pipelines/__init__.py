@@ -1,0 +1,1 @@
+"""trackflow pipelines: everything that moves events. Never imports dagster."""
