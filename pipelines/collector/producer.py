@@ -1,0 +1,202 @@
+"""Produce a request's events with acks=all and wait, within a deadline, until Kafka holds them all.
+
+kafka-python is thread based; this bridges its futures to asyncio without blocking the event loop:
+`send` runs in a worker thread (it may block on metadata or a full buffer), and the acks of one
+request are counted down by the sender thread, which wakes the request once, at the last ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from pipelines.collector.settings import CollectorSettings
+
+log = logging.getLogger(__name__)
+
+# after a failed attempt to reach the brokers, wait this long before trying again, so an outage
+# costs one bootstrap per second rather than one per request
+REBUILD_BACKOFF_S = 1.0
+HEALTH_TIMEOUT_S = 3.0
+
+
+class BrokerUnavailable(RuntimeError):
+    """The events of a request are not known to be in Kafka; the client must retry."""
+
+
+Record = tuple[bytes, bytes]  # (key, value)
+
+
+class EventProducer:
+    def __init__(self, settings: CollectorSettings) -> None:
+        self.settings = settings
+        self.topic = settings.topic
+        self._producer: KafkaProducer | None = None
+        self._build_lock = asyncio.Lock()
+        self._failed_build_at = 0.0
+        self._probe: KafkaConsumer | None = None
+        self._probe_lock = threading.Lock()
+
+    # -- lifecycle
+
+    def _producer_config(self) -> dict[str, Any]:
+        timeout_ms = int(self.settings.produce_timeout_s * 1000)
+        cfg = self.settings.kafka.client_config()
+        cfg.update(
+            client_id="trackflow-collector",
+            acks="all",
+            # an idempotent producer cannot recover when a broker forgets its producer id (the
+            # embedded broker does on restart); duplicates from retries are removed downstream
+            # by messageId, as the delivery guarantee already requires
+            enable_idempotence=False,
+            compression_type=self.settings.compression,
+            linger_ms=5,
+            batch_size=256 * 1024,
+            max_request_size=4 * 1024 * 1024,
+            max_block_ms=timeout_ms,
+            request_timeout_ms=max(timeout_ms, 1000),
+            # a record the broker has not taken by the deadline is abandoned rather than kept for
+            # minutes: the client was told 503 and will send it again
+            delivery_timeout_ms=max(timeout_ms, 1000) + 10,
+            bootstrap_timeout_ms=min(timeout_ms, 5000),
+            reconnect_backoff_max_ms=1000,
+        )
+        return cfg
+
+    async def start(self) -> None:
+        """Try to connect now; a broker that is down only means 503s until it is back."""
+        try:
+            await self._get()
+        except BrokerUnavailable as exc:
+            log.warning("collector started without a broker: %s", exc)
+
+    async def _get(self) -> KafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        async with self._build_lock:
+            if self._producer is not None:
+                return self._producer
+            if time.monotonic() - self._failed_build_at < REBUILD_BACKOFF_S:
+                raise BrokerUnavailable(self._unreachable())
+            try:
+                self._producer = await asyncio.to_thread(KafkaProducer, **self._producer_config())
+            except (KafkaError, OSError, ValueError) as exc:
+                self._failed_build_at = time.monotonic()
+                raise BrokerUnavailable(f"{self._unreachable()}: {exc}") from exc
+            return self._producer
+
+    def _unreachable(self) -> str:
+        return f"KAFKA_BOOTSTRAP_SERVERS={self.settings.kafka.bootstrap_servers} unreachable"
+
+    async def _discard(self, producer: KafkaProducer) -> None:
+        if self._producer is producer:
+            self._producer = None
+            await asyncio.to_thread(producer.close, 0)
+
+    async def close(self, timeout_s: float) -> None:
+        """Flush what is in flight (graceful shutdown), then close."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await asyncio.to_thread(producer.flush, timeout_s)
+            await asyncio.to_thread(producer.close, timeout_s)
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
+
+    # -- producing
+
+    async def send(self, records: Sequence[Record], headers: list[tuple[str, bytes]]) -> None:
+        """Return once every record is acknowledged by the brokers, else raise BrokerUnavailable."""
+        if not records:
+            return
+        deadline = self.settings.produce_timeout_s
+        producer = await self._get()
+        loop = asyncio.get_running_loop()
+        acked: asyncio.Future[None] = loop.create_future()
+        remaining = len(records)
+        lock = threading.Lock()
+
+        def settle(exc: BaseException | None) -> None:
+            if acked.done():
+                return
+            if exc is None:
+                acked.set_result(None)
+            else:
+                acked.set_exception(exc)
+
+        def on_ack(_metadata: Any) -> None:
+            nonlocal remaining
+            with lock:
+                remaining -= 1
+                last = remaining == 0
+            if last:
+                loop.call_soon_threadsafe(settle, None)
+
+        def on_error(exc: BaseException) -> None:
+            loop.call_soon_threadsafe(settle, exc)
+
+        def send_all() -> None:
+            for key, value in records:
+                future = producer.send(self.topic, key=key, value=value, headers=headers)
+                future.add_callback(on_ack)
+                future.add_errback(on_error)
+
+        async def produce() -> None:
+            await asyncio.to_thread(send_all)
+            await acked
+
+        try:
+            await asyncio.wait_for(produce(), timeout=deadline)
+        except TimeoutError:
+            raise BrokerUnavailable(
+                f"the broker did not acknowledge {len(records)} event(s) within {deadline:.1f}s"
+            ) from None
+        except KafkaTimeoutError as exc:
+            raise BrokerUnavailable(f"{self._unreachable()}: {exc}") from exc
+        except KafkaError as exc:
+            # anything but a timeout may have left the producer in a state it cannot leave
+            await self._discard(producer)
+            raise BrokerUnavailable(f"produce failed: {exc!r}") from exc
+
+    # -- health
+
+    def _probe_metadata(self) -> None:
+        # a probe stuck on a silent broker must not pile up worker threads behind it
+        if not self._probe_lock.acquire(blocking=False):
+            raise KafkaTimeoutError("the previous health probe is still waiting for the broker")
+        try:
+            if self._probe is None:
+                self._probe = KafkaConsumer(
+                    **self.settings.kafka.client_config(),
+                    client_id="trackflow-collector-health",
+                    bootstrap_timeout_ms=int(HEALTH_TIMEOUT_S * 1000) - 500,
+                    request_timeout_ms=int(HEALTH_TIMEOUT_S * 1000) - 500,
+                    fetch_max_wait_ms=100,
+                    enable_auto_commit=False,
+                )
+            try:
+                self._probe.topics()
+            except Exception:
+                self._probe.close()
+                self._probe = None
+                raise
+        finally:
+            self._probe_lock.release()
+
+    async def check(self) -> str | None:
+        """None when a broker answers a metadata request now, else the reason it does not."""
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._probe_metadata), HEALTH_TIMEOUT_S)
+        except TimeoutError:
+            return f"{self._unreachable()}: no metadata answer within {HEALTH_TIMEOUT_S:.0f}s"
+        except Exception as exc:
+            return f"{self._unreachable()}: {exc}"
+        return None

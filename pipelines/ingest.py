@@ -1,0 +1,212 @@
+"""One bounded ingestion run: pending loads first, gap check, drain, load, consumer-group commit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.pipeline.exceptions import PipelineStepFailed
+from kafka import TopicPartition
+
+from pipelines.config import KafkaSettings, duckdb_path
+from pipelines.kafka_source import kafka_source
+from pipelines.kafka_source.helpers import (
+    BrokerUnavailable,
+    DrainStats,
+    IngestError,
+    OffsetGapError,
+    check_positions,
+    commit_group_offsets,
+    connect,
+    initial_offsets,
+    parse_start,
+    record_gaps,
+    remaining_lag,
+    resolve_gaps,
+    topic_partitions,
+    watermarks,
+)
+from pipelines.kafka_source.settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_MESSAGES,
+    DEFAULT_MAX_SECONDS,
+    EVENTS_TABLE,
+    PIPELINE_NAME,
+    RAW_DATASET,
+    REJECTED_TABLE,
+)
+
+
+class WarehouseLocked(IngestError):
+    pass
+
+
+@dataclass
+class IngestResult:
+    messages: int
+    loaded: int
+    rejected: int
+    seconds: float
+    stopped_because: str
+    offsets: dict[str, int]  # "topic[partition]" -> next offset
+    lag: dict[str, int]
+    event_days: list[date] = field(default_factory=list)
+    load_id: str | None = None
+    commit_error: str | None = None
+    resumed_gaps: int = 0
+
+    @property
+    def events_per_second(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
+
+    def summary(self) -> str:
+        return (
+            f"loaded {self.loaded} events, rejected {self.rejected}, "
+            f"{self.events_per_second:,.0f} events/s, lag {self.total_lag} "
+            f"({', '.join(f'{k}={v}' for k, v in sorted(self.lag.items())) or 'no partitions'})"
+        )
+
+
+# the load id on every raw row lets models and checks tell one load from another
+dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
+
+
+def pipeline_for(warehouse: Path, pipeline_name: str = PIPELINE_NAME) -> dlt.Pipeline:
+    # the dlt working dir (local state, pending packages) travels with the warehouse file
+    warehouse = warehouse.resolve()
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    return dlt.pipeline(
+        pipeline_name=pipeline_name,
+        pipelines_dir=str(warehouse.parent / f".{warehouse.name}.dlt"),
+        destination=dlt.destinations.duckdb(credentials=str(warehouse)),
+        dataset_name=RAW_DATASET,
+    )
+
+
+def stored_offsets(pipeline: dlt.Pipeline) -> dict[str, dict[str, dict[str, Any]]]:
+    state = pipeline.state.get("sources", {}).get("kafka", {})
+    return dict(state.get("resources", {}).get(EVENTS_TABLE, {}).get("offsets", {}))
+
+
+def _label(tp: TopicPartition) -> str:
+    return f"{tp.topic}[{tp.partition}]"
+
+
+def ingest(
+    settings: KafkaSettings | None = None,
+    warehouse: Path | None = None,
+    *,
+    start_from: str = "earliest",
+    resume_from: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_messages: int = DEFAULT_MAX_MESSAGES,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    on_batch: Callable[[DrainStats], None] | None = None,
+    pipeline_name: str = PIPELINE_NAME,
+) -> IngestResult:
+    """Drain the topic(s) once into DuckDB. Raises IngestError (one-line reason) on failure."""
+    settings = settings or KafkaSettings.from_env()
+    warehouse = (warehouse or duckdb_path()).resolve()
+    start = parse_start(start_from)
+    pipeline = pipeline_for(warehouse, pipeline_name)
+
+    _finish_pending(pipeline, warehouse)
+
+    stored = stored_offsets(pipeline)
+    resume_at: dict[TopicPartition, int | None] = {}
+    if stored:
+        consumer = connect(settings)
+        try:
+            tps = topic_partitions(consumer, settings)
+            begin, end = watermarks(consumer, tps, settings.bootstrap_servers)
+            gaps = check_positions(settings, stored, tps, begin, end)
+            if gaps and resume_from is None:
+                record_gaps(warehouse, pipeline_name, gaps)
+                raise OffsetGapError(gaps)
+            if gaps:
+                gap_tps = [TopicPartition(g.topic, g.partition) for g in gaps]
+                live = [tp for tp in gap_tps if tp in begin]
+                targets = initial_offsets(consumer, live, parse_start(resume_from), begin, end)
+                resume_at = {tp: targets.get(tp) for tp in gap_tps}
+        finally:
+            consumer.close()
+
+    stats = DrainStats()
+    source = kafka_source(
+        settings,
+        start_from=start,
+        resume_at=resume_at,
+        batch_size=batch_size,
+        max_messages=max_messages,
+        max_seconds=max_seconds,
+        stats=stats,
+        on_batch=on_batch,
+    )
+    try:
+        info = pipeline.run(source, loader_file_format="parquet")
+    except PipelineStepFailed as exc:
+        raise _operator_error(exc, warehouse) from exc
+
+    resumed = resolve_gaps(warehouse, pipeline_name, f"resumed from {resume_from}") if resume_at else 0
+    offsets = {
+        TopicPartition(topic, int(p)): int(pos["next"])
+        for topic, parts in stored_offsets(pipeline).items()
+        for p, pos in parts.items()
+        if topic in settings.topics
+    }
+    commit_error = commit_group_offsets(settings, offsets)
+    try:
+        lag = {_label(tp): n for tp, n in remaining_lag(settings, offsets).items()}
+    except BrokerUnavailable:
+        lag = {}
+    return IngestResult(
+        messages=stats.messages,
+        loaded=stats.accepted,
+        rejected=stats.rejected,
+        seconds=stats.seconds,
+        stopped_because=stats.stopped_because,
+        offsets={_label(tp): o for tp, o in offsets.items()},
+        lag=lag,
+        event_days=sorted(stats.event_days),
+        load_id=info.loads_ids[-1] if info.loads_ids else None,
+        commit_error=commit_error,
+        resumed_gaps=resumed,
+    )
+
+
+def _finish_pending(pipeline: dlt.Pipeline, warehouse: Path) -> None:
+    """A run that died after extract left a package holding rows and offsets: load it first."""
+    try:
+        if pipeline.list_extracted_load_packages():
+            pipeline.normalize(loader_file_format="parquet")
+        if pipeline.list_normalized_load_packages():
+            pipeline.load()
+    except PipelineStepFailed as exc:
+        raise _operator_error(exc, warehouse) from exc
+
+
+def _operator_error(exc: PipelineStepFailed, warehouse: Path) -> IngestError:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, IngestError):
+            return cause
+        text = str(cause)
+        if "Could not set lock on file" in text or "Conflicting lock" in text:
+            return WarehouseLocked(
+                f"warehouse {warehouse} is locked by another process; nothing was lost and no "
+                "offset moved: retry when it is released"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return IngestError(f"ingestion failed at step {exc.step}: {str(exc.exception)[:300]}")
+
+
+__all__ = ["IngestResult", "ingest", "pipeline_for", "stored_offsets", "REJECTED_TABLE"]
+_ = datetime

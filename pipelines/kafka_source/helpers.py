@@ -1,0 +1,441 @@
+"""Kafka plumbing for the source: connecting, positioning, gap checks, draining, committing."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from pipelines.config import KafkaSettings
+from pipelines.events import MESSAGE_SCHEMA
+
+from .settings import (
+    CONNECT_ATTEMPTS,
+    CONNECT_BACKOFF_S,
+    CONSUMER_DEFAULTS,
+    EMPTY_POLLS_TO_STOP,
+    GAPS_TABLE,
+    POLL_TIMEOUT_MS,
+    RAW_DATASET,
+)
+
+
+class IngestError(RuntimeError):
+    """A failure with a one-line reason meant for the operator."""
+
+
+class BrokerUnavailable(IngestError):
+    pass
+
+
+class OffsetGapError(IngestError):
+    """The broker no longer holds the next offset to load (retention, topic recreated)."""
+
+    def __init__(self, gaps: list[Gap]) -> None:
+        self.gaps = gaps
+        first = gaps[0]
+        more = f" (and {len(gaps) - 1} more partitions)" if len(gaps) > 1 else ""
+        super().__init__(f"{first.describe()}{more}. {RESUME_HINT}")
+
+
+RESUME_HINT = (
+    "Nothing was loaded and no offset moved; the gap is recorded in raw.ingestion_gaps. "
+    "To resume, accept the gap explicitly: 'trackflow ingest --resume-from earliest' "
+    "(or --resume-from 2026-01-31T00:00:00Z to restart at a time)"
+)
+
+
+def tp_key(tp: TopicPartition) -> tuple[str, str]:
+    return tp.topic, str(tp.partition)
+
+
+def fingerprint(timestamp_ms: int | None, value: bytes | None) -> str:
+    """Identity of one record, to notice a topic that was recreated under the same offsets."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(str(timestamp_ms).encode())
+    h.update(value if value is not None else b"\x00tombstone")
+    return h.hexdigest()
+
+
+@dataclass
+class Gap:
+    topic: str
+    partition: int
+    kind: str  # retention | offsets_reset | topic_recreated | partition_missing
+    expected_offset: int
+    log_start: int | None
+    log_end: int | None
+    detail: str
+
+    def describe(self) -> str:
+        return f"{self.topic}[{self.partition}]: {self.detail}"
+
+
+@dataclass
+class PartitionPosition:
+    tp: TopicPartition
+    start: int  # first offset this run reads
+    end_at_start: int  # end offset captured when the run began (approximate on Tansu)
+
+
+@dataclass
+class DrainStats:
+    messages: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    batches: int = 0
+    stopped_because: str = ""
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    event_days: set[date] = field(default_factory=set)  # days of accepted events (late data)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+def connect(settings: KafkaSettings, **overrides: Any) -> KafkaConsumer:
+    """A consumer with no subscription (manual assignment); retries with backoff, then fails."""
+    delay = CONNECT_BACKOFF_S
+    last: Exception | None = None
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            return KafkaConsumer(
+                group_id=settings.consumer_group,
+                **{**CONSUMER_DEFAULTS, **settings.client_config(), **overrides},
+            )
+        except (KafkaError, OSError) as exc:
+            last = exc
+            if attempt < CONNECT_ATTEMPTS:
+                time.sleep(delay)
+                delay *= 2
+    raise BrokerUnavailable(
+        f"KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} unreachable after "
+        f"{CONNECT_ATTEMPTS} tries ({type(last).__name__}); start one with "
+        "'trackflow broker start' or fix the address"
+    )
+
+
+def topic_partitions(consumer: KafkaConsumer, settings: KafkaSettings) -> list[TopicPartition]:
+    tps: list[TopicPartition] = []
+    for topic in settings.topics:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise IngestError(
+                f"topic {topic!r} does not exist on {settings.bootstrap_servers}; "
+                "produce to it first or set TRACKING_TOPIC"
+            )
+        tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+    return tps
+
+
+def watermarks(
+    consumer: KafkaConsumer, tps: list[TopicPartition], servers: str
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    try:
+        return consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+    except KafkaError as exc:
+        raise BrokerUnavailable(
+            f"KAFKA_BOOTSTRAP_SERVERS={servers} stopped answering ({type(exc).__name__})"
+        ) from exc
+
+
+def parse_start(spec: str) -> str | datetime:
+    """'earliest' | 'latest' | an ISO-8601 time."""
+    if spec in ("earliest", "latest"):
+        return spec
+    try:
+        when = datetime.fromisoformat(spec.replace("Z", "+00:00"))
+    except ValueError:
+        raise IngestError(
+            f"start position {spec!r} is not 'earliest', 'latest' or an ISO-8601 time"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def initial_offsets(
+    consumer: KafkaConsumer,
+    tps: list[TopicPartition],
+    start: str | datetime,
+    begin: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Where partitions that have never been loaded start."""
+    if not tps:
+        return {}
+    if start == "earliest":
+        return {tp: begin[tp] for tp in tps}
+    if start == "latest":
+        return {tp: end[tp] for tp in tps}
+    assert isinstance(start, datetime)
+    found = consumer.offsets_for_times({tp: int(start.timestamp() * 1000) for tp in tps})
+    # no message at or after the time: start at the end, so only newer messages load
+    return {tp: (found[tp].offset if found.get(tp) else end[tp]) for tp in tps}
+
+
+def check_positions(
+    settings: KafkaSettings,
+    stored: dict[str, dict[str, dict[str, Any]]],
+    tps: list[TopicPartition],
+    begin: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+) -> list[Gap]:
+    """Compare stored offsets with what the broker holds now.
+
+    Below the log start means retention deleted unloaded messages. Otherwise the last loaded
+    record must still be at `next - 1` with the same fingerprint; a missing or different
+    record means the broker lost its data or the topic was recreated.
+    """
+    gaps: list[Gap] = []
+    known = set(tps)
+    verify: dict[TopicPartition, dict[str, Any]] = {}
+    for topic, parts in stored.items():
+        if topic not in settings.topics:
+            continue
+        for part, pos in parts.items():
+            tp = TopicPartition(topic, int(part))
+            nxt = int(pos["next"])
+            if tp not in known:
+                gaps.append(
+                    Gap(topic, tp.partition, "partition_missing", nxt, None, None,
+                        f"partition no longer exists; next offset to load was {nxt}")
+                )
+            elif nxt < begin[tp]:
+                gaps.append(
+                    Gap(topic, tp.partition, "retention", nxt, begin[tp], end[tp],
+                        f"next offset {nxt} is below the log start {begin[tp]}: "
+                        f"{begin[tp] - nxt} messages were deleted before they were loaded")
+                )
+            elif nxt > begin[tp] and pos.get("fp"):
+                verify[tp] = pos
+    if verify:
+        gaps.extend(_verify_last_records(settings, verify, begin, end))
+    return gaps
+
+
+def _verify_last_records(
+    settings: KafkaSettings,
+    verify: dict[TopicPartition, dict[str, Any]],
+    begin: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+) -> list[Gap]:
+    consumer = connect(settings)
+    try:
+        consumer.assign(list(verify))
+        for tp, pos in verify.items():
+            consumer.seek(tp, int(pos["next"]) - 1)
+        seen: dict[TopicPartition, Any] = {}
+        empty = 0
+        deadline = time.monotonic() + 15
+        while len(seen) < len(verify) and empty < 3 and time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=len(verify) * 500)
+            if not batch:
+                empty += 1
+                continue
+            for tp, records in batch.items():
+                if tp not in seen and records:
+                    seen[tp] = records[0]
+                    consumer.pause(tp)
+    finally:
+        consumer.close()
+    gaps = []
+    for tp, pos in verify.items():
+        nxt = int(pos["next"])
+        rec = seen.get(tp)
+        if rec is None:
+            gaps.append(
+                Gap(tp.topic, tp.partition, "offsets_reset", nxt, begin[tp], end[tp],
+                    f"the broker no longer holds offset {nxt - 1} (last loaded); its log now ends "
+                    f"near {end[tp]}: the broker lost its data or the topic was recreated")
+            )
+        elif rec.offset != nxt - 1 or fingerprint(rec.timestamp, rec.value) != pos["fp"]:
+            gaps.append(
+                Gap(tp.topic, tp.partition, "topic_recreated", nxt, begin[tp], end[tp],
+                    f"the record at offset {nxt - 1} is not the one loaded last: "
+                    "the topic was recreated or rewritten")
+            )
+    return gaps
+
+
+def record_gaps(warehouse: Path, pipeline_name: str, gaps: list[Gap]) -> None:
+    """Write detected gaps to raw.ingestion_gaps (outside dlt: the run itself fails)."""
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(f"create schema if not exists {RAW_DATASET}")
+        con.execute(
+            f"""create table if not exists {RAW_DATASET}.{GAPS_TABLE} (
+                detected_at timestamptz, pipeline_name varchar, topic varchar,
+                partition integer, kind varchar, expected_offset bigint, log_start bigint,
+                log_end bigint, detail varchar, resolved_at timestamptz, resolution varchar)"""
+        )
+        now = datetime.now(UTC)
+        con.executemany(
+            f"insert into {RAW_DATASET}.{GAPS_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?, ?, null, null)",
+            [
+                [now, pipeline_name, g.topic, g.partition, g.kind, g.expected_offset, g.log_start,
+                 g.log_end, g.detail]
+                for g in gaps
+            ],
+        )
+
+
+def resolve_gaps(warehouse: Path, pipeline_name: str, resolution: str) -> int:
+    if not warehouse.exists():
+        return 0
+    with duckdb.connect(str(warehouse)) as con:
+        exists = con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? "
+            "and table_name = ?",
+            [RAW_DATASET, GAPS_TABLE],
+        ).fetchone()
+        if not exists or not exists[0]:
+            return 0
+        rows = con.execute(
+            f"update {RAW_DATASET}.{GAPS_TABLE} set resolved_at = ?, resolution = ? "
+            "where resolved_at is null and pipeline_name = ? returning 1",
+            [datetime.now(UTC), resolution, pipeline_name],
+        ).fetchall()
+        return len(rows)
+
+
+def drain(
+    consumer: KafkaConsumer,
+    positions: list[PartitionPosition],
+    stats: DrainStats,
+    *,
+    batch_size: int,
+    max_messages: int,
+    max_seconds: float,
+    servers: str,
+    on_batch: Callable[[DrainStats], None] | None = None,
+) -> Iterator[tuple[pa.Table, dict[TopicPartition, tuple[int, str]]]]:
+    """Yield (messages, last record per partition) micro-batches until caught up or a limit.
+
+    Stops when every partition has passed the end offset captured at start (then empties what
+    the client already fetched without waiting), after consecutive empty polls, or at
+    max_messages / max_seconds. Offsets are only advanced by the caller, with the load.
+    """
+    consumer.assign([p.tp for p in positions])
+    for p in positions:
+        consumer.seek(p.tp, p.start)
+    target = {p.tp: p.end_at_start for p in positions}
+    nxt = {p.tp: p.start for p in positions}
+    stats.next_offsets = dict(nxt)
+    cols: list[list[Any]] = [[], [], [], [], [], []]
+    last: dict[TopicPartition, tuple[int, str]] = {}
+    empty_polls = 0
+    # already at the end: only empty what arrives without waiting
+    flushing = all(nxt[tp] >= target[tp] for tp in target)
+
+    def emit() -> tuple[pa.Table, dict[TopicPartition, tuple[int, str]]]:
+        nonlocal cols, last
+        table = pa.Table.from_arrays(
+            [pa.array(c, type=f.type) for c, f in zip(cols, MESSAGE_SCHEMA, strict=True)],
+            schema=MESSAGE_SCHEMA,
+        )
+        out = (table, last)
+        cols, last = [[], [], [], [], [], []], {}
+        return out
+
+    while True:
+        if stats.messages >= max_messages:
+            stats.stopped_because = "max_messages"
+            break
+        if stats.seconds >= max_seconds:
+            stats.stopped_because = "max_seconds"
+            break
+        room = min(batch_size - len(cols[0]), max_messages - stats.messages)
+        batch = consumer.poll(timeout_ms=0 if flushing else POLL_TIMEOUT_MS, max_records=room)
+        if not batch:
+            if flushing:
+                stats.stopped_because = "caught_up"
+                break
+            empty_polls += 1
+            if empty_polls >= EMPTY_POLLS_TO_STOP:
+                _ensure_reachable(consumer, list(target), servers)
+                stats.stopped_because = "caught_up"
+                break
+            continue
+        empty_polls = 0
+        for tp, records in batch.items():
+            if not records:
+                continue
+            cols[0].extend([tp.topic] * len(records))
+            cols[1].extend([tp.partition] * len(records))
+            cols[2].extend([r.offset for r in records])
+            cols[3].extend([r.timestamp for r in records])
+            cols[4].extend([r.key for r in records])
+            cols[5].extend([r.value for r in records])
+            tail = records[-1]
+            last[tp] = (tail.offset + 1, fingerprint(tail.timestamp, tail.value))
+            nxt[tp] = tail.offset + 1
+            stats.messages += len(records)
+        stats.next_offsets = dict(nxt)
+        if len(cols[0]) >= batch_size:
+            stats.batches += 1
+            yield emit()
+            if on_batch:
+                on_batch(stats)
+        if not flushing and all(nxt[tp] >= target[tp] for tp in target):
+            flushing = True
+    if cols[0]:
+        stats.batches += 1
+        yield emit()
+        if on_batch:
+            on_batch(stats)
+
+
+def _ensure_reachable(consumer: KafkaConsumer, tps: list[TopicPartition], servers: str) -> None:
+    """Empty polls also happen when the broker is gone; tell the two apart before stopping."""
+    try:
+        consumer.end_offsets(tps)
+    except KafkaError as exc:
+        raise BrokerUnavailable(
+            f"KAFKA_BOOTSTRAP_SERVERS={servers} stopped answering mid-drain "
+            f"({type(exc).__name__}); nothing from this run was loaded, offsets unchanged"
+        ) from exc
+
+
+def commit_group_offsets(settings: KafkaSettings, offsets: dict[TopicPartition, int]) -> str | None:
+    """Mirror loaded offsets into the consumer group (for lag tools). Returns an error or None."""
+    if not offsets:
+        return None
+    try:
+        consumer = connect(settings)
+    except BrokerUnavailable as exc:
+        return str(exc)
+    try:
+        consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        return None
+    except KafkaError as exc:
+        return f"could not commit offsets to group {settings.consumer_group}: {exc}"
+    finally:
+        consumer.close()
+
+
+def remaining_lag(
+    settings: KafkaSettings, offsets: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    if not offsets:
+        return {}
+    consumer = connect(settings)
+    try:
+        end = consumer.end_offsets(list(offsets))
+    finally:
+        consumer.close()
+    # Tansu's end offsets can trail the true end by a batch: clamp at zero
+    return {tp: max(0, end[tp] - o) for tp, o in offsets.items()}
+
+
+def utc_from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
