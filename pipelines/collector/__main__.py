@@ -1,4 +1,4 @@
-"""`python -m pipelines.collector [--host H] [--port P]`: the collector without the cli (benchmarks)."""
+"""`python -m pipelines.collector [--host H] [--port P]`: the collector without the cli."""
 
 from __future__ import annotations
 

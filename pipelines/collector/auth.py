@@ -1,4 +1,4 @@
-"""Write keys, as Segment takes them: HTTP Basic with the key as user name, or `writeKey` in the body.
+"""Write keys as Segment takes them: Basic auth with the key as user name, or writeKey in the body.
 
 The body form exists for browsers: a beacon cannot set headers, and a `text/plain` POST without an
 Authorization header needs no CORS preflight.

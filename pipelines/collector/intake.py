@@ -29,6 +29,7 @@ class RequestRefused(Exception):
         self.headers = headers or {}
         # how many events the refused request carried, when known, for the metrics
         self.events = events
+        self.source = "unknown"
 
     def body(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"success": False, "error": self.error}

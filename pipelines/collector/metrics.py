@@ -43,7 +43,7 @@ class Metrics:
 
     def render(self) -> str:
         lines = [
-            "# HELP trackflow_collector_requests_total HTTP requests answered, by endpoint and status.",
+            "# HELP trackflow_collector_requests_total HTTP requests by endpoint and status.",
             "# TYPE trackflow_collector_requests_total counter",
         ]
         for (endpoint, status), n in sorted(self.requests.items()):
@@ -66,7 +66,9 @@ class Metrics:
         for bound, n in zip((*LATENCY_BUCKETS, float("inf")), self._bucket_counts, strict=True):
             cumulative += n
             le = "+Inf" if bound == float("inf") else repr(bound)
-            lines.append(f'trackflow_collector_produce_latency_seconds_bucket{{le="{le}"}} {cumulative}')
+            lines.append(
+                f'trackflow_collector_produce_latency_seconds_bucket{{le="{le}"}} {cumulative}'
+            )
         lines.append(f"trackflow_collector_produce_latency_seconds_sum {self._latency_sum}")
         lines.append(f"trackflow_collector_produce_latency_seconds_count {self._latency_count}")
         return "\n".join(lines) + "\n"

@@ -77,11 +77,10 @@ class Collector:
         if name not in ENDPOINTS:
             return JSONResponse({"success": False, "error": f"no endpoint /v1/{name}"}, 404)
         kind = ENDPOINTS[name]
-        source = "unknown"
         try:
             source, events = await self._accept(request, kind)
         except RequestRefused as refused:
-            self.metrics.event_outcome("rejected", source, refused.events)
+            self.metrics.event_outcome("rejected", refused.source, refused.events)
             return JSONResponse(refused.body(), refused.status, headers=refused.headers)
 
         records = [(partition_key(e), _dumps(e)) for e in events]
@@ -100,9 +99,7 @@ class Collector:
         self.metrics.event_outcome("accepted", source, len(records))
         return JSONResponse({"success": True})
 
-    async def _accept(
-        self, request: Request, kind: str | None
-    ) -> tuple[str, list[dict[str, Any]]]:
+    async def _accept(self, request: Request, kind: str | None) -> tuple[str, list[dict[str, Any]]]:
         """Authenticate, read, validate and stamp; raise RequestRefused for any problem."""
         settings = self.settings
         header_key = key_from_authorization(request.headers.get("authorization"))
@@ -112,7 +109,10 @@ class Collector:
             headers={"WWW-Authenticate": 'Basic realm="trackflow"'},
         )
         # a wrong header key is refused before the body is read
-        if request.headers.get("authorization") and source_for(settings.write_keys, header_key) is None:
+        if (
+            request.headers.get("authorization")
+            and source_for(settings.write_keys, header_key) is None
+        ):
             raise unauthorised
 
         batch = kind is None
@@ -121,12 +121,24 @@ class Collector:
         source = source_for(settings.write_keys, header_key or key_from_body(body))
         if source is None:
             raise unauthorised
+        try:
+            return source, self._events(request, body, kind)
+        except RequestRefused as refused:
+            refused.source = source
+            raise
 
+    def _events(
+        self, request: Request, body: dict[str, Any], kind: str | None
+    ) -> list[dict[str, Any]]:
+        settings = self.settings
+        batch = kind is None
         if batch:
             items = body.get("batch")
             if not isinstance(items, list) or not items:
                 raise RequestRefused(
-                    400, "invalid batch", [Problem(None, "batch", "batch must be a non-empty array")]
+                    400,
+                    "invalid batch",
+                    [Problem(None, "batch", "batch must be a non-empty array")],
                 )
             batch_context = body.get("context")
             if batch_context is not None and not isinstance(batch_context, dict):
@@ -144,7 +156,8 @@ class Collector:
         oversized = [
             Problem(i, "", f"event is larger than the limit of {settings.max_event_bytes} bytes")
             for i, item in enumerate(items)
-            if batch and len(_dumps(item) if isinstance(item, dict) else b"") > settings.max_event_bytes
+            if batch
+            and len(_dumps(item) if isinstance(item, dict) else b"") > settings.max_event_bytes
         ]
         if oversized:
             raise RequestRefused(413, "events too large", oversized, events=len(items))
@@ -155,7 +168,7 @@ class Collector:
         received_at = utc_now_iso()
         client_ip = request.client.host if request.client else None
         user_agent = request.headers.get("user-agent")
-        events = [
+        return [
             enrich(
                 item,
                 received_at=received_at,
@@ -167,14 +180,15 @@ class Collector:
             )
             for item in items
         ]
-        return source, events
 
     # -- operations
 
     async def health(self, request: Request) -> Response:
         problem = await self.producer.check()
         if problem is None:
-            return JSONResponse({"status": "ok", "broker": "reachable", "topic": self.producer.topic})
+            return JSONResponse(
+                {"status": "ok", "broker": "reachable", "topic": self.producer.topic}
+            )
         return JSONResponse(
             {"status": "unavailable", "broker": "unreachable", "error": problem},
             503,

@@ -36,7 +36,9 @@ def parse_write_keys(raw: str) -> dict[str, str]:
             source, key = f"source{position}", item
         source, key = source.strip(), key.strip()
         if not key or not source:
-            raise SettingsError(f"COLLECTOR_WRITE_KEYS entry {item!r} must be 'key' or 'source:key'")
+            raise SettingsError(
+                f"COLLECTOR_WRITE_KEYS entry {item!r} must be 'key' or 'source:key'"
+            )
         keys[key] = source
     return keys
 
@@ -98,7 +100,9 @@ class CollectorSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> CollectorSettings:
         e = os.environ if env is None else env
         origins = tuple(
-            o.strip().rstrip("/") for o in e.get("COLLECTOR_CORS_ORIGINS", "").split(",") if o.strip()
+            o.strip().rstrip("/")
+            for o in e.get("COLLECTOR_CORS_ORIGINS", "").split(",")
+            if o.strip()
         )
         compression = e.get("COLLECTOR_COMPRESSION", "lz4").strip().lower()
         return cls(
