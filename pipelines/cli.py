@@ -1,0 +1,178 @@
+"""The `trackflow` command."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pipelines import broker as broker_mod
+from pipelines.config import KafkaSettings, duckdb_path
+
+app = typer.Typer(
+    help="trackflow: event tracking from Kafka to DuckDB, dbt and Dagster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+broker_app = typer.Typer(help="The embedded Kafka-compatible broker (Tansu, memory storage).",
+                         no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+
+console = Console(stderr=True)
+out = Console(soft_wrap=True)
+
+
+def fail(reason: str) -> typer.Exit:
+    """Print a one-line reason and return the exit to raise."""
+    console.print(f"[red]error:[/red] {reason}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+StateDir = Annotated[Path, typer.Option(help="where pid and log are kept")]
+
+
+@broker_app.command("start")
+def broker_start(
+    port: Annotated[int, typer.Option(help="port to listen on (127.0.0.1)")] = 9092,
+    state_dir: StateDir = broker_mod.DEFAULT_STATE_DIR,
+) -> None:
+    """Start the broker in the background and wait until it answers the Kafka protocol."""
+    try:
+        st = broker_mod.start(port=port, state_dir=state_dir)
+    except broker_mod.BrokerError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"broker running on {st.bootstrap} (pid {st.pid}, log {st.log_path})")
+
+
+@broker_app.command("stop")
+def broker_stop(state_dir: StateDir = broker_mod.DEFAULT_STATE_DIR) -> None:
+    """Stop the background broker (its in-memory topics are lost)."""
+    if broker_mod.stop(state_dir):
+        out.print("broker stopped")
+    else:
+        out.print("no broker was running")
+
+
+@broker_app.command("status")
+def broker_status(
+    port: Annotated[int | None, typer.Option(help="also check this port answers")] = None,
+    state_dir: StateDir = broker_mod.DEFAULT_STATE_DIR,
+) -> None:
+    """Say whether the broker runs; exit 1 if it does not."""
+    st = broker_mod.status(state_dir)
+    if not st.running:
+        raise fail("broker is not running; start it with 'trackflow broker start'")
+    check_port = port or st.port
+    try:
+        broker_mod.wait_ready(f"127.0.0.1:{check_port}", timeout=5)
+    except broker_mod.BrokerError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"broker running on 127.0.0.1:{check_port} (pid {st.pid}, log {st.log_path})")
+
+
+@app.command()
+def produce(
+    events: Annotated[int, typer.Option(help="valid events to generate")] = 10_000,
+    users: Annotated[int, typer.Option(help="distinct visitors")] = 500,
+    days: Annotated[int, typer.Option(help="days of traffic")] = 1,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same traffic)")] = 42,
+    start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD (default: days ago)")]
+    = None,
+    faults: Annotated[str, typer.Option(
+        help="comma separated: duplicates,late,skew,malformed (or 'all')")] = "",
+    truth: Annotated[Path | None, typer.Option(help="write the ground truth JSON here")] = None,
+    partitions: Annotated[int, typer.Option(help="partitions if the topic is created")] = 4,
+    compression: Annotated[str | None, typer.Option(
+        help="gzip | snappy | lz4 | zstd")] = None,
+) -> None:
+    """Produce a synthetic clickstream to TRACKING_TOPIC."""
+    from pipelines.generator import FAULTS, generate
+    from pipelines.producer import ProduceError
+    from pipelines.producer import produce as send
+
+    chosen = set(FAULTS) if faults == "all" else {f.strip() for f in faults.split(",") if f.strip()}
+    try:
+        first_day = date.fromisoformat(start) if start else None
+    except ValueError:
+        raise fail(f"--start {start!r} is not a date (YYYY-MM-DD)") from None
+    settings = KafkaSettings.from_env()
+    try:
+        with console.status("generating traffic..."):
+            traffic = generate(events=events, users=users, days=days, seed=seed,
+                               start=first_day, faults=chosen)
+        with _progress() as progress:
+            task = progress.add_task("producing", total=len(traffic.messages))
+            send(traffic.messages, settings, partitions=partitions, compression=compression,
+                 on_progress=lambda n: progress.update(task, completed=n))
+    except (ValueError, ProduceError) as exc:
+        raise fail(str(exc)) from None
+    if truth:
+        truth.parent.mkdir(parents=True, exist_ok=True)
+        truth.write_text(json.dumps(traffic.truth, indent=2))
+    t = traffic.truth
+    out.print(
+        f"produced {t['messages']} messages to {settings.topics[0]}: {t['valid_message_ids']} "
+        f"events, {t['duplicate_deliveries']} duplicate deliveries, {t['malformed']} malformed"
+        + (f"; truth in {truth}" if truth else "")
+    )
+
+
+@app.command()
+def ingest(
+    max_messages: Annotated[int, typer.Option(help="stop after this many messages")] = 5_000_000,
+    batch_size: Annotated[int, typer.Option(help="messages per Arrow micro-batch")] = 50_000,
+    max_seconds: Annotated[float, typer.Option(help="stop draining after this long")] = 600.0,
+    start_from: Annotated[str, typer.Option(
+        help="where a new pipeline starts: earliest | latest | ISO time")] = "earliest",
+    resume_from: Annotated[str | None, typer.Option(
+        help="accept a recorded offset gap and resume: earliest | latest | ISO time")] = None,
+) -> None:
+    """Drain the topic(s) once into DuckDB (DUCKDB_PATH): raw events and dead letters."""
+    from pipelines.ingest import ingest as run
+    from pipelines.kafka_source.helpers import IngestError
+
+    settings = KafkaSettings.from_env()
+    try:
+        with _progress() as progress:
+            task = progress.add_task("ingesting", total=None)
+
+            def on_batch(stats: object) -> None:
+                s = stats  # DrainStats
+                progress.update(task, completed=s.messages,  # type: ignore[attr-defined]
+                                description=f"ingesting ({s.rejected} rejected)")  # type: ignore[attr-defined]
+
+            result = run(settings, duckdb_path(), start_from=start_from, resume_from=resume_from,
+                         batch_size=batch_size, max_messages=max_messages,
+                         max_seconds=max_seconds, on_batch=on_batch)
+    except IngestError as exc:
+        raise fail(str(exc)) from None
+    if result.resumed_gaps:
+        out.print(f"resumed past {result.resumed_gaps} recorded gap(s) from {resume_from}")
+    out.print(result.summary())
+    if result.commit_error:
+        console.print(f"[yellow]warning:[/yellow] {result.commit_error}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
