@@ -1,0 +1,49 @@
+"""Collector fixtures: settings for a fresh topic on the session broker, a live collector."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from pipelines.broker import EmbeddedBroker
+from pipelines.collector import CollectorSettings
+from pipelines.config import KafkaSettings
+from tests.collector.helpers import SERVER_KEY, WEB_KEY, LiveCollector
+
+ALLOWED_ORIGIN = "http://shop.example"
+
+
+def collector_settings(bootstrap: str, topic: str, **overrides: object) -> CollectorSettings:
+    values: dict[str, object] = {
+        "write_keys": {WEB_KEY: "web", SERVER_KEY: "backend"},
+        "kafka": KafkaSettings(bootstrap_servers=bootstrap, topics=(topic,)),
+        "cors_origins": (ALLOWED_ORIGIN,),
+        "produce_timeout_s": 3.0,
+        "retry_after_s": 7,
+    }
+    values.update(overrides)
+    return CollectorSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def topic(make_topic) -> str:  # type: ignore[no-untyped-def]
+    return str(make_topic(4, prefix="collector"))
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker, topic: str) -> CollectorSettings:
+    return collector_settings(broker.bootstrap, topic)
+
+
+@pytest.fixture
+def live(settings: CollectorSettings) -> Iterator[LiveCollector]:
+    with LiveCollector(settings) as collector:
+        yield collector
+
+
+@pytest.fixture
+def client(live: LiveCollector) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.url, timeout=15) as c:
+        yield c

@@ -1,0 +1,104 @@
+"""Reading a topic back, and a collector under uvicorn in a thread for tests that need a socket."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from kafka import KafkaConsumer, TopicPartition
+
+from pipelines.broker import free_port
+from pipelines.collector import CollectorSettings, create_app
+
+WEB_KEY = "web-write-key"
+SERVER_KEY = "server-write-key"
+
+
+def basic(key: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def drain(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of the topic, read from the beginning until a poll comes back empty."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            return []
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.seek_to_beginning()
+        records: list[Any] = []
+        while batch := consumer.poll(timeout_ms=1000):
+            for part in batch.values():
+                records.extend(part)
+        return records
+    finally:
+        consumer.close()
+
+
+def events(records: list[Any]) -> list[dict[str, Any]]:
+    return [json.loads(r.value) for r in records]
+
+
+def wait_for_events(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 20.0,
+) -> list[dict[str, Any]]:
+    """Drain repeatedly until `done(events)` holds; return the last events read either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = events(drain(bootstrap, topic))
+        if done(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.3)
+
+
+class LiveCollector:
+    """The collector on a real socket (uvicorn in a thread); stop() is a graceful shutdown."""
+
+    def __init__(self, settings: CollectorSettings, port: int | None = None) -> None:
+        self.settings = settings
+        self.port = port or free_port()
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> LiveCollector:
+        config = uvicorn.Config(
+            create_app(self.settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            timeout_graceful_shutdown=10,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"collector did not start on port {self.port}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None and self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(30)
+        self.server = self.thread = None
+
+    def __enter__(self) -> LiveCollector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
