@@ -1,0 +1,56 @@
+{#-
+  incremental strategy `replace_entities`: the model's new rows replace every stored row of the
+  same entity (config `replace_key`, default user_key) and of every anonymous id now stitched to
+  that entity (the rows it had before it was identified). with `replace_interval=[start, end]`
+  only stored rows overlapping the span [min(start), max(end)] of the entity's new rows are
+  replaced: the model recomputed exactly that span.
+-#}
+{% macro get_incremental_replace_entities_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set temp = arg_dict['temp_relation'] -%}
+    {%- set unique_key = arg_dict['unique_key'] -%}
+    {%- set columns = arg_dict['dest_columns'] | map(attribute='quoted') | join(', ') -%}
+    {%- set key = config.get('replace_key', 'user_key') -%}
+    {%- set span = config.get('replace_interval', none) -%}
+    delete from {{ target }} as stored
+    where exists (
+        with new_entities as (
+            select
+                {{ key }} as entity_key
+                {%- if span %},
+                min({{ span[0] }}) as from_at,
+                max({{ span[1] }}) as to_at
+                {%- endif %}
+            from {{ temp }}
+            group by 1
+        ),
+
+        replaced as (
+            select * from new_entities
+            union all
+            select
+                identities.anonymous_id as entity_key
+                {%- if span %},
+                new_entities.from_at,
+                new_entities.to_at
+                {%- endif %}
+            from new_entities
+            inner join {{ ref('int_identities__mapped') }} as identities
+                on new_entities.entity_key = identities.user_id
+        )
+
+        select 1 from replaced
+        where
+            stored.{{ key }} = replaced.entity_key
+            {%- if span %}
+            and stored.{{ span[0] }} <= replaced.to_at
+            and stored.{{ span[1] }} >= replaced.from_at
+            {%- endif %}
+    )
+    {%- if unique_key %}
+    or stored.{{ unique_key }} in (select {{ unique_key }} from {{ temp }})
+    {%- endif %};
+
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ temp }};
+{%- endmacro %}

@@ -1,0 +1,297 @@
+-- depends_on: {{ ref('int_identities__mapped') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_entities',
+    unique_key='session_id',
+    replace_interval=['started_at', 'ended_at'],
+    on_schema_change='fail',
+) }}
+
+{%- set inactivity_minutes = positive_int(var('sessions__inactivity_minutes'), 'var sessions__inactivity_minutes') -%}
+{%- set max_length_hours = positive_int(var('sessions__max_length_hours'), 'var sessions__max_length_hours') -%}
+{%- set engaged_seconds = positive_int(var('sessions__engaged_seconds'), 'var sessions__engaged_seconds') -%}
+{%- set conversion_events = literal_list(var('sessions__conversion_events'), 'var sessions__conversion_events') -%}
+{%- set is_partition_run = is_incremental() and has_partition_range() -%}
+
+with recursive
+
+events as (
+    select * from {{ ref('int_events__stitched') }}
+    where is_session_event
+),
+
+{% if is_partition_run -%}
+identities as (
+    select * from {{ ref('int_identities__mapped') }}
+),
+
+-- what makes a span dirty: an event dated inside the window, or any event of an anonymous id
+-- that was first stitched inside the window (its earlier sessions now belong to the user)
+dirty_points as (
+    select
+        user_key,
+        event_at
+    from events
+    where {{ in_partition_range('event_date') }}
+    union all
+    select
+        events.user_key,
+        events.event_at
+    from events
+    inner join identities
+        on events.anonymous_id = identities.anonymous_id
+    where {{ in_partition_range('identities.stitched_date') }}
+),
+
+dirty_entity_events as (
+    select * from events
+    where user_key in (select dirty_points.user_key from dirty_points)
+),
+
+-- activity chains (no gap over the timeout) of the dirty entities over their whole history:
+-- a session never crosses a chain boundary, so whole chains are the unit of recomputation
+chain_marks as (
+    select
+        user_key,
+        event_at,
+        message_id,
+        coalesce(
+            event_at - lag(event_at) over entity_order > interval {{ inactivity_minutes }} minute,
+            true
+        ) as is_chain_start
+    from dirty_entity_events
+    window entity_order as (partition by user_key order by event_at, message_id)
+),
+
+chain_numbered as (
+    select
+        *,
+        sum(is_chain_start::int) over (
+            partition by user_key order by event_at, message_id
+            rows between unbounded preceding and current row
+        ) as chain_number
+    from chain_marks
+),
+
+chains as (
+    select
+        user_key,
+        chain_number,
+        min(event_at) as chain_started_at,
+        max(event_at) as chain_ended_at
+    from chain_numbered
+    group by user_key, chain_number
+),
+
+dirty_chains as (
+    select distinct
+        chains.user_key,
+        chains.chain_started_at,
+        chains.chain_ended_at
+    from chains
+    inner join dirty_points
+        on
+            chains.user_key = dirty_points.user_key
+            and dirty_points.event_at between chains.chain_started_at and chains.chain_ended_at
+),
+
+recompute_spans as (
+    select
+        user_key,
+        min(chain_started_at) as recompute_from_at,
+        max(chain_ended_at) as recompute_to_at
+    from dirty_chains
+    group by user_key
+),
+
+scoped_events as (
+    select dirty_entity_events.*
+    from dirty_entity_events
+    inner join recompute_spans
+        on
+            dirty_entity_events.user_key = recompute_spans.user_key
+            and dirty_entity_events.event_at
+            between recompute_spans.recompute_from_at and recompute_spans.recompute_to_at
+),
+{%- else %}
+scoped_events as (
+    select * from events
+),
+{%- endif %}
+
+inactivity_marks as (
+    select
+        *,
+        coalesce(
+            event_at - lag(event_at) over entity_order > interval {{ inactivity_minutes }} minute,
+            true
+        ) as is_visit_start
+    from scoped_events
+    window entity_order as (partition by user_key order by event_at, message_id)
+),
+
+visit_numbered as (
+    select
+        *,
+        sum(is_visit_start::int) over (
+            partition by user_key order by event_at, message_id
+            rows between unbounded preceding and current row
+        ) as visit_number
+    from inactivity_marks
+),
+
+visits as (
+    select
+        user_key,
+        visit_number,
+        min(event_at) as visit_started_at,
+        max(event_at) as visit_ended_at
+    from visit_numbered
+    group by user_key, visit_number
+),
+
+long_visit_events as (
+    select
+        visit_numbered.user_key,
+        visit_numbered.visit_number,
+        visit_numbered.event_at
+    from visit_numbered
+    inner join visits
+        on
+            visit_numbered.user_key = visits.user_key
+            and visit_numbered.visit_number = visits.visit_number
+    where visits.visit_ended_at - visits.visit_started_at > interval {{ max_length_hours }} hour
+),
+
+-- a visit longer than the maximum is cut greedily: the next session starts at the first event
+-- more than max_length_hours after the current session's first event
+session_starts as (
+    select
+        user_key,
+        visit_number,
+        visit_started_at as session_started_at
+    from visits
+    union all
+    select
+        session_starts.user_key,
+        session_starts.visit_number,
+        min(long_visit_events.event_at) as session_started_at
+    from session_starts
+    inner join long_visit_events
+        on
+            session_starts.user_key = long_visit_events.user_key
+            and session_starts.visit_number = long_visit_events.visit_number
+            and long_visit_events.event_at
+            > session_starts.session_started_at + interval {{ max_length_hours }} hour
+    group by session_starts.user_key, session_starts.visit_number
+),
+
+assigned as (
+    select
+        visit_numbered.*,
+        session_starts.session_started_at
+    from visit_numbered
+    asof inner join session_starts
+        on
+            visit_numbered.user_key = session_starts.user_key
+            and visit_numbered.visit_number = session_starts.visit_number
+            and visit_numbered.event_at >= session_starts.session_started_at
+),
+
+indexed as (
+    select
+        *,
+        row_number() over (
+            partition by user_key, session_started_at order by event_at, message_id
+        ) as event_index
+    from assigned
+),
+
+sessions as (
+    select
+        user_key,
+        session_started_at as started_at,
+        max(event_at) as ended_at,
+        any_value(message_id) filter (where event_index = 1) as first_message_id,
+        max(stitched_user_id) as user_id,
+        coalesce(
+            list_sort(list(distinct anonymous_id) filter (where anonymous_id is not null)),
+            []
+        ) as anonymous_ids,
+        count(*) as event_count,
+        count(*) filter (where event_type = 'page') as page_view_count,
+        count(*) filter (where event_type = 'screen') as screen_view_count,
+        count(*) filter (where event_type = 'track') as track_event_count,
+        count(*) filter (where event_name in ({{ conversion_events }})) as conversion_event_count,
+        min(event_at) filter (where event_name in ({{ conversion_events }})) as first_converted_at,
+        arg_min(page_path, event_index) filter (where event_type = 'page') as landing_page_path,
+        arg_min(page_url, event_index) filter (where event_type = 'page') as landing_page_url,
+        arg_max(page_path, event_index) filter (where event_type = 'page') as exit_page_path,
+        arg_min(screen_name, event_index) filter (
+            where event_type = 'screen'
+        ) as landing_screen_name,
+        arg_max(screen_name, event_index) filter (where event_type = 'screen') as exit_screen_name,
+        any_value(referrer_url) filter (where event_index = 1) as referrer_url,
+        any_value(referrer_host) filter (where event_index = 1) as referrer_host,
+        any_value(utm_source) filter (where event_index = 1) as utm_source,
+        any_value(utm_medium) filter (where event_index = 1) as utm_medium,
+        any_value(utm_campaign) filter (where event_index = 1) as utm_campaign,
+        any_value(utm_term) filter (where event_index = 1) as utm_term,
+        any_value(utm_content) filter (where event_index = 1) as utm_content,
+        any_value(traffic_channel) filter (where event_index = 1) as first_traffic_channel,
+        any_value(platform) filter (where event_index = 1) as platform,
+        any_value(device_type) filter (where event_index = 1) as device_type,
+        any_value(os_name) filter (where event_index = 1) as os_name
+    from indexed
+    group by user_key, session_started_at
+),
+
+final as (
+    select
+        md5('session:' || first_message_id) as session_id,
+        user_key,
+        user_id,
+        user_id is not null as is_identified,
+        anonymous_ids,
+        started_at::date as session_date,
+        started_at,
+        ended_at,
+        epoch(ended_at - started_at) as duration_seconds,
+        event_count,
+        page_view_count,
+        screen_view_count,
+        track_event_count,
+        landing_page_path,
+        landing_page_url,
+        exit_page_path,
+        landing_screen_name,
+        exit_screen_name,
+        referrer_url,
+        referrer_host,
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        utm_term,
+        utm_content,
+        -- an internal referrer on the first event means the visitor idled past the timeout
+        case
+            when first_traffic_channel = 'internal' then 'direct'
+            else first_traffic_channel
+        end as channel,
+        platform,
+        device_type,
+        os_name,
+        page_view_count + screen_view_count = 1 and track_event_count = 0 as is_bounce,
+        (
+            epoch(ended_at - started_at) >= {{ engaged_seconds }}
+            or page_view_count + screen_view_count >= 2
+            or conversion_event_count > 0
+        ) as is_engaged,
+        conversion_event_count,
+        conversion_event_count > 0 as is_converted,
+        first_converted_at,
+        first_message_id
+    from sessions
+)
+
+select * from final

@@ -1,0 +1,216 @@
+-- one row per message_id over the whole history, typed and enriched.
+-- bot traffic is kept here (flagged); downstream models drop it.
+with
+
+source as (
+    select * from {{ source('raw', 'tracking_events') }}
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by message_id
+            order by received_at, _kafka_topic, _kafka_partition, _kafka_offset
+        ) as delivery_rank,
+        count(*) over (partition by message_id) as delivery_count
+    from source
+),
+
+deduplicated as (
+    select * from ranked
+    where delivery_rank = 1
+),
+
+typed as (
+    select
+        message_id,
+        lower(type) as event_type,
+        event as event_name,
+        name as view_name,
+        anonymous_id,
+        user_id,
+        -- all timestamps become naive utc so date() never depends on the session time zone
+        timezone('UTC', timestamp::timestamptz) as device_timestamp,
+        timezone('UTC', sent_at::timestamptz) as sent_at,
+        timezone('UTC', received_at::timestamptz) as received_at,
+        context::json as context,
+        properties::json as properties,
+        traits::json as traits,
+        delivery_count,
+        _kafka_topic as kafka_topic,
+        _kafka_partition as kafka_partition,
+        _kafka_offset as kafka_offset,
+        _dlt_load_id as dlt_load_id
+    from deduplicated
+),
+
+context_fields as (
+    select
+        *,
+        nullif(context ->> '$.page.url', '') as page_url,
+        nullif(context ->> '$.page.path', '') as context_page_path,
+        nullif(context ->> '$.page.title', '') as page_title,
+        nullif(context ->> '$.page.referrer', '') as referrer_url,
+        nullif(context ->> '$.userAgent', '') as user_agent,
+        nullif(context ->> '$.ip', '') as ip,
+        nullif(context ->> '$.locale', '') as locale,
+        nullif(context ->> '$.library.name', '') as library_name,
+        nullif(context ->> '$.library.version', '') as library_version,
+        nullif(context ->> '$.device.type', '') as context_device_type,
+        nullif(context ->> '$.os.name', '') as os_name,
+        nullif(context ->> '$.app.name', '') as app_name,
+        nullif(context ->> '$.campaign.source', '') as campaign_source,
+        nullif(context ->> '$.campaign.medium', '') as campaign_medium,
+        nullif(context ->> '$.campaign.name', '') as campaign_name,
+        nullif(context ->> '$.campaign.term', '') as campaign_term,
+        nullif(context ->> '$.campaign.content', '') as campaign_content
+    from typed
+),
+
+urls_parsed as (
+    select
+        *,
+        lower(
+            nullif(regexp_extract(page_url, '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#:]+)', 1), '')
+        ) as page_host,
+        nullif(
+            regexp_extract(page_url, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)', 1), ''
+        ) as url_path,
+        nullif(regexp_extract(page_url, '\?([^#]*)', 1), '') as page_query,
+        lower(
+            nullif(regexp_extract(referrer_url, '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#:]+)', 1), '')
+        ) as referrer_host
+    from context_fields
+),
+
+utm_parsed as (
+    select
+        *,
+        coalesce(
+            campaign_source,
+            nullif(url_decode(regexp_extract(page_query, '(?:^|&)utm_source=([^&]*)', 1)), '')
+        ) as utm_source,
+        coalesce(
+            campaign_medium,
+            nullif(url_decode(regexp_extract(page_query, '(?:^|&)utm_medium=([^&]*)', 1)), '')
+        ) as utm_medium,
+        coalesce(
+            campaign_name,
+            nullif(url_decode(regexp_extract(page_query, '(?:^|&)utm_campaign=([^&]*)', 1)), '')
+        ) as utm_campaign,
+        coalesce(
+            campaign_term,
+            nullif(url_decode(regexp_extract(page_query, '(?:^|&)utm_term=([^&]*)', 1)), '')
+        ) as utm_term,
+        coalesce(
+            campaign_content,
+            nullif(url_decode(regexp_extract(page_query, '(?:^|&)utm_content=([^&]*)', 1)), '')
+        ) as utm_content
+    from urls_parsed
+),
+
+enriched as (
+    select
+        message_id,
+        event_type,
+        event_name,
+        view_name,
+        case when event_type = 'screen' then view_name end as screen_name,
+        anonymous_id,
+        user_id,
+        device_timestamp,
+        sent_at,
+        received_at,
+        -- segment's skew correction: the device clock offset is (sent_at - timestamp) on the
+        -- same clock, so the server-side time of the event is received_at minus that offset
+        case
+            when sent_at is not null then received_at - (sent_at - device_timestamp)
+            else device_timestamp
+        end as event_at,
+        case
+            when sent_at is not null then epoch(received_at - sent_at)
+        end as clock_skew_seconds,
+        page_url,
+        page_host,
+        case
+            when event_type = 'page' then coalesce(context_page_path, url_path, '/')
+            else coalesce(context_page_path, url_path)
+        end as page_path,
+        page_query,
+        page_title,
+        referrer_url,
+        referrer_host,
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        utm_term,
+        utm_content,
+        case
+            when utm_source is not null or utm_medium is not null or utm_campaign is not null
+                then 'campaign'
+            when referrer_host is null then 'direct'
+            when
+                page_host is not null
+                and (
+                    referrer_host = page_host
+                    or referrer_host like '%.' || page_host
+                    or page_host like '%.' || referrer_host
+                )
+                then 'internal'
+            when regexp_matches(
+                referrer_host,
+                '(^|\.)(google|bing|duckduckgo|yahoo|baidu|yandex|ecosia|qwant|startpage|ask)\.'
+            ) then 'search'
+            when regexp_matches(
+                referrer_host,
+                '(^|\.)(facebook|fb|instagram|twitter|linkedin|lnkd|reddit|pinterest|youtube|tiktok|t|x|threads|mastodon)\.'
+            ) then 'social'
+            else 'referral'
+        end as traffic_channel,
+        user_agent,
+        coalesce(
+            regexp_matches(
+                lower(user_agent), 'bot|crawler|spider|headless|curl|python-requests|slurp'
+            ),
+            false
+        ) as is_bot,
+        case
+            when event_type = 'screen' or app_name is not null then 'mobile'
+            when event_type = 'page' or page_url is not null or user_agent is not null then 'web'
+            else 'server'
+        end as platform,
+        coalesce(
+            lower(context_device_type),
+            case
+                when user_agent is null then null
+                when regexp_matches(lower(user_agent), 'ipad|tablet') then 'tablet'
+                when regexp_matches(lower(user_agent), 'mobi|iphone|android') then 'mobile'
+                else 'desktop'
+            end
+        ) as device_type,
+        os_name,
+        ip,
+        locale,
+        library_name,
+        library_version,
+        context,
+        properties,
+        traits,
+        event_type in ('track', 'page', 'screen') as is_session_event,
+        delivery_count,
+        kafka_topic,
+        kafka_partition,
+        kafka_offset,
+        dlt_load_id
+    from utm_parsed
+),
+
+final as (
+    select
+        *,
+        event_at::date as event_date
+    from enriched
+)
+
+select * from final
