@@ -1,0 +1,124 @@
+{#-
+  funnels are declared in dbt_project.yml under vars.funnels__definitions (see README.md).
+  everything taken from that config and pasted into sql is validated here first.
+-#}
+{% macro funnel_definitions() -%}
+    {%- set raw = var('funnels__definitions', []) -%}
+    {%- if raw is string or raw is mapping or raw is not iterable -%}
+        {{ exceptions.raise_compiler_error("var funnels__definitions must be a list of funnels") }}
+    {%- endif -%}
+    {%- set funnels = [] -%}
+    {%- set seen = [] -%}
+    {%- for f in raw -%}
+        {%- if f is not mapping -%}
+            {{ exceptions.raise_compiler_error("funnel #" ~ loop.index ~ " must be a mapping") }}
+        {%- endif -%}
+        {%- set name = plain_identifier(f.get('name'), 'funnel name') -%}
+        {%- if name in seen -%}
+            {{ exceptions.raise_compiler_error("funnel name " ~ name ~ " is declared twice") }}
+        {%- endif -%}
+        {%- do seen.append(name) -%}
+        {%- set unknown = f.keys() | reject('in', ['name', 'scope', 'order', 'window_minutes', 'steps', 'description']) | list -%}
+        {%- if unknown -%}
+            {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": unknown keys " ~ (unknown | tojson)) }}
+        {%- endif -%}
+        {%- set scope = f.get('scope', 'session') -%}
+        {%- if scope not in ['session', 'user'] -%}
+            {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": scope must be session or user, got " ~ (scope | tojson)) }}
+        {%- endif -%}
+        {%- set order = f.get('order', 'sequential') -%}
+        {%- if order not in ['sequential', 'strict', 'any'] -%}
+            {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": order must be sequential, strict or any, got " ~ (order | tojson)) }}
+        {%- endif -%}
+        {%- set window_minutes = positive_int(f.get('window_minutes'), 'funnel ' ~ name ~ ': window_minutes') -%}
+        {%- set raw_steps = f.get('steps') -%}
+        {%- if raw_steps is string or raw_steps is mapping or raw_steps is not iterable or raw_steps | length < 1 -%}
+            {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": steps must be a non-empty list") }}
+        {%- endif -%}
+        {%- set steps = [] -%}
+        {%- set step_names = [] -%}
+        {%- for s in raw_steps -%}
+            {%- set where = "funnel " ~ name ~ " step #" ~ loop.index -%}
+            {%- if s is not mapping -%}
+                {{ exceptions.raise_compiler_error(where ~ " must be a mapping") }}
+            {%- endif -%}
+            {%- set step_name = plain_identifier(s.get('name'), where ~ ' name') -%}
+            {%- if step_name in step_names -%}
+                {{ exceptions.raise_compiler_error(where ~ ": step name " ~ step_name ~ " is used twice") }}
+            {%- endif -%}
+            {%- do step_names.append(step_name) -%}
+            {%- set kinds = ['event', 'page_path', 'screen'] | select('in', s.keys()) | list -%}
+            {%- if kinds | length != 1 -%}
+                {{ exceptions.raise_compiler_error(where ~ " (" ~ step_name ~ "): give exactly one of event, page_path, screen") }}
+            {%- endif -%}
+            {%- set unknown_step_keys = s.keys() | reject('in', ['name', 'event', 'page_path', 'screen', 'properties']) | list -%}
+            {%- if unknown_step_keys -%}
+                {{ exceptions.raise_compiler_error(where ~ ": unknown keys " ~ (unknown_step_keys | tojson)) }}
+            {%- endif -%}
+            {%- set filters = [] -%}
+            {%- set props = s.get('properties', {}) -%}
+            {%- if props is not mapping -%}
+                {{ exceptions.raise_compiler_error(where ~ ": properties must be a mapping of key: value") }}
+            {%- endif -%}
+            {%- for key, value in props.items() -%}
+                {%- do filters.append({
+                    'key': plain_key(key, where ~ ' property key'),
+                    'literal': plain_literal(value, where ~ ' property ' ~ key ~ ' value'),
+                }) -%}
+            {%- endfor -%}
+            {%- do steps.append({
+                'name': step_name,
+                'kind': kinds[0],
+                'literal': plain_literal(s[kinds[0]], where ~ ' ' ~ kinds[0]),
+                'filters': filters,
+            }) -%}
+        {%- endfor -%}
+        {%- do funnels.append({
+            'name': name,
+            'scope': scope,
+            'order': order,
+            'window_minutes': window_minutes,
+            'steps': steps,
+        }) -%}
+    {%- endfor -%}
+    {%- if funnels | length == 0 -%}
+        {{ exceptions.raise_compiler_error("var funnels__definitions declares no funnel") }}
+    {%- endif -%}
+    {{ return(funnels) }}
+{%- endmacro %}
+
+
+{% macro funnel_max_steps(funnels) -%}
+    {%- set counts = funnels | map(attribute='steps') | map('length') | list -%}
+    {{ return(counts | max) }}
+{%- endmacro %}
+
+
+{#- sql predicate: the event (columns of int_events__stitched) matches the step -#}
+{% macro funnel_step_condition(step) -%}
+    {%- if step.kind == 'event' -%}
+        event_type = 'track' and event_name = {{ step.literal }}
+    {%- elif step.kind == 'page_path' -%}
+        event_type = 'page' and page_path = {{ step.literal }}
+    {%- else -%}
+        event_type = 'screen' and screen_name = {{ step.literal }}
+    {%- endif -%}
+    {%- for f in step.filters %}
+        and properties ->> '$.{{ f.key }}' = {{ f.literal }}
+    {%- endfor -%}
+{%- endmacro %}
+
+
+{#- labels of the step positions: the step names, or "k of n" for funnels in any order -#}
+{% macro funnel_position_names(f) -%}
+    {%- set n = f.steps | length -%}
+    {%- set names = [] -%}
+    {%- for s in f.steps -%}
+        {%- if f.order == 'any' -%}
+            {%- do names.append('steps_' ~ loop.index ~ '_of_' ~ n) -%}
+        {%- else -%}
+            {%- do names.append(s.name) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(names) }}
+{%- endmacro %}

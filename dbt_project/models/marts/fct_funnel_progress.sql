@@ -1,0 +1,400 @@
+-- depends_on: {{ ref('int_identities__mapped') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_entities',
+    unique_key='funnel_attempt_id',
+    on_schema_change='fail',
+) }}
+
+{%- set funnels = funnel_definitions() -%}
+{%- set max_steps = funnel_max_steps(funnels) -%}
+{%- set is_partition_run = is_incremental() and has_partition_range() %}
+
+with recursive
+
+events as (
+    select * from {{ ref('int_events__stitched') }}
+    where is_session_event
+),
+
+sessions as (
+    select * from {{ ref('fct_sessions') }}
+),
+
+-- open windows are judged against the latest event the warehouse has seen
+watermark as (
+    select max(event_at) as watermark_at from events
+),
+
+{% if is_partition_run -%}
+-- entities with an event dated in the window, and entities with attempts still open: a run
+-- recomputes every attempt of those entities (a user-scope attempt can span many days)
+touched_entities as (
+    select user_key from {{ ref('int_events__stitched') }}
+    where {{ in_partition_range('event_date') }}
+    union
+    select user_key from {{ this }}
+    where is_still_open
+),
+
+scoped_sessions as (
+    select * from sessions
+    where user_key in (select touched_entities.user_key from touched_entities)
+),
+{%- else %}
+scoped_sessions as (
+    select * from sessions
+),
+{%- endif %}
+
+sessionized_events as (
+    select
+        events.message_id,
+        events.user_key,
+        events.event_at,
+        events.event_type,
+        events.event_name,
+        events.page_path,
+        events.screen_name,
+        events.properties,
+        scoped_sessions.session_id,
+        scoped_sessions.platform,
+        scoped_sessions.channel
+    from scoped_sessions
+    inner join events
+        on
+            scoped_sessions.user_key = events.user_key
+            and events.event_at between scoped_sessions.started_at and scoped_sessions.ended_at
+),
+
+{% for f in funnels -%}
+{%- set n = f.steps | length -%}
+{%- set entity = 'session_id' if f.scope == 'session' else 'user_key' -%}
+{%- set window = 'interval ' ~ f.window_minutes ~ ' minute' -%}
+-- funnel {{ f.name }}: {{ f.order }}, {{ f.scope }} scope, {{ f.window_minutes }} minute window
+{{ f.name }}__events as (
+    select
+        *,
+        {{ entity }} as entity_id,
+        row_number() over (
+            partition by {{ entity }} order by event_at, message_id
+        ) as seq
+    from sessionized_events
+),
+
+{{ f.name }}__matches as (
+    {%- for step in f.steps %}
+    select
+        entity_id,
+        seq,
+        event_at,
+        {{ loop.index }} as step_index
+    from {{ f.name }}__events
+    where {{ funnel_step_condition(step) }}
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+),
+
+{{ f.name }}__candidates as (
+    select distinct
+        entity_id,
+        seq,
+        event_at
+    from {{ f.name }}__matches
+    {%- if f.order != 'any' %}
+    where step_index = 1
+    {%- endif %}
+),
+
+{% if f.order == 'any' -%}
+{{ f.name }}__reached as (
+    select
+        candidates.entity_id,
+        candidates.seq as start_seq,
+        candidates.event_at as started_at,
+        candidates.event_at + {{ window }} as window_ends_at
+        {%- for k in range(1, n + 1) %},
+        min(matches.seq) filter (where matches.step_index = {{ k }}) as first_{{ k }}_seq,
+        min(matches.event_at) filter (where matches.step_index = {{ k }}) as first_{{ k }}_at
+        {%- endfor %}
+    from {{ f.name }}__candidates as candidates
+    inner join {{ f.name }}__matches as matches
+        on
+            candidates.entity_id = matches.entity_id
+            and matches.seq >= candidates.seq
+            and matches.event_at <= candidates.event_at + {{ window }}
+    group by candidates.entity_id, candidates.seq, candidates.event_at
+),
+
+-- in any order, "step k" is the moment the k-th distinct step was first done
+{{ f.name }}__attempt_candidates as (
+    select
+        entity_id,
+        start_seq,
+        started_at,
+        window_ends_at,
+        {%- for k in range(1, max_steps + 1) %}
+        {%- if k <= n %}
+        list_sort(
+            [{% for i in range(1, n + 1) %}first_{{ i }}_at{% if not loop.last %}, {% endif %}{% endfor %}],
+            'ASC',
+            'NULLS LAST'
+        )[{{ k }}] as step_{{ k }}_at,
+        {%- else %}
+        null::timestamp as step_{{ k }}_at,
+        {%- endif %}
+        {%- endfor %}
+        greatest(
+            {%- for i in range(1, n + 1) %}first_{{ i }}_seq{% if not loop.last %}, {% endif %}{% endfor -%}
+        ) as last_step_seq,
+        (
+            {%- for i in range(1, n + 1) %}first_{{ i }}_seq is not null{% if not loop.last %} and {% endif %}{% endfor -%}
+        ) as is_converted
+    from {{ f.name }}__reached
+),
+{%- else %}
+{{ f.name }}__step_1 as (
+    select
+        entity_id,
+        seq as start_seq,
+        event_at as started_at,
+        event_at + {{ window }} as window_ends_at,
+        seq as step_1_seq,
+        event_at as step_1_at
+    from {{ f.name }}__candidates
+),
+{% for k in range(2, n + 1) %}
+{{ f.name }}__step_{{ k }} as (
+    select
+        previous_step.entity_id,
+        previous_step.start_seq,
+        any_value(previous_step.window_ends_at) as window_ends_at,
+        min(matches.seq) as step_{{ k }}_seq,
+        min(matches.event_at) as step_{{ k }}_at
+    from {{ f.name }}__step_{{ k - 1 }} as previous_step
+    inner join {{ f.name }}__matches as matches
+        on
+            previous_step.entity_id = matches.entity_id
+            and matches.step_index = {{ k }}
+            {%- if f.order == 'strict' %}
+            and matches.seq = previous_step.step_{{ k - 1 }}_seq + 1
+            {%- else %}
+            and matches.seq > previous_step.step_{{ k - 1 }}_seq
+            {%- endif %}
+            and matches.event_at <= previous_step.window_ends_at
+    group by previous_step.entity_id, previous_step.start_seq
+),
+{% endfor %}
+{{ f.name }}__attempt_candidates as (
+    select
+        step_1.entity_id,
+        step_1.start_seq,
+        step_1.started_at,
+        step_1.window_ends_at,
+        {%- for k in range(1, max_steps + 1) %}
+        {%- if k <= n %}
+        step_{{ k }}.step_{{ k }}_at,
+        {%- else %}
+        null::timestamp as step_{{ k }}_at,
+        {%- endif %}
+        {%- endfor %}
+        coalesce(
+            {%- for k in range(n, 0, -1) %}step_{{ k }}.step_{{ k }}_seq{% if not loop.last %}, {% endif %}{% endfor -%}
+        ) as last_step_seq,
+        step_{{ n }}.step_{{ n }}_seq is not null as is_converted
+    from {{ f.name }}__step_1 as step_1
+    {%- for k in range(2, n + 1) %}
+    left join {{ f.name }}__step_{{ k }} as step_{{ k }}
+        on
+            step_1.entity_id = step_{{ k }}.entity_id
+            and step_1.start_seq = step_{{ k }}.start_seq
+    {%- endfor %}
+),
+{%- endif %}
+
+{{ f.name }}__event_times as (
+    select
+        entity_id,
+        event_at,
+        max(seq) as last_seq_at_time
+    from {{ f.name }}__events
+    group by entity_id, event_at
+),
+
+-- where the next attempt may begin: after the converting (or, in strict order, the last
+-- matched) event; otherwise after the window has passed
+{{ f.name }}__closed as (
+    select
+        attempt_candidates.*,
+        {%- if f.order == 'strict' %}
+        attempt_candidates.last_step_seq + 1 as next_start_min_seq
+        {%- else %}
+        case
+            when attempt_candidates.is_converted then attempt_candidates.last_step_seq + 1
+            else event_times.last_seq_at_time + 1
+        end as next_start_min_seq
+        {%- endif %}
+    from {{ f.name }}__attempt_candidates as attempt_candidates
+    asof left join {{ f.name }}__event_times as event_times
+        on
+            attempt_candidates.entity_id = event_times.entity_id
+            and attempt_candidates.window_ends_at >= event_times.event_at
+),
+
+{{ f.name }}__linked as (
+    select
+        closed.*,
+        candidates.seq as next_candidate_seq,
+        row_number() over (
+            partition by closed.entity_id order by closed.start_seq
+        ) as candidate_rank
+    from {{ f.name }}__closed as closed
+    asof left join {{ f.name }}__candidates as candidates
+        on
+            closed.entity_id = candidates.entity_id
+            and closed.next_start_min_seq <= candidates.seq
+),
+
+-- attempts: the entity's first candidate, then each attempt's next candidate
+{{ f.name }}__chain as (
+    select
+        entity_id,
+        start_seq,
+        next_candidate_seq,
+        1 as attempt_number
+    from {{ f.name }}__linked
+    where candidate_rank = 1
+    union all
+    select
+        linked.entity_id,
+        linked.start_seq,
+        linked.next_candidate_seq,
+        chain.attempt_number + 1 as attempt_number
+    from {{ f.name }}__chain as chain
+    inner join {{ f.name }}__linked as linked
+        on
+            chain.entity_id = linked.entity_id
+            and chain.next_candidate_seq = linked.start_seq
+),
+
+{{ f.name }}__entity_sizes as (
+    select
+        entity_id,
+        max(seq) as max_seq
+    from {{ f.name }}__events
+    group by entity_id
+),
+
+{{ f.name }}__attempts as (
+    select
+        '{{ f.name }}' as funnel_name,
+        '{{ f.scope }}' as funnel_scope,
+        '{{ f.order }}' as funnel_order,
+        {{ n }} as funnel_step_count,
+        {{ f.window_minutes }} as window_minutes,
+        chain.entity_id,
+        start_event.user_key,
+        start_event.session_id,
+        start_event.message_id as start_message_id,
+        start_event.platform,
+        start_event.channel,
+        chain.attempt_number,
+        linked.started_at,
+        {%- for k in range(1, max_steps + 1) %}
+        linked.step_{{ k }}_at,
+        {%- endfor %}
+        linked.window_ends_at,
+        linked.is_converted,
+        {%- if f.order == 'strict' %}
+        linked.last_step_seq < entity_sizes.max_seq as has_broken_sequence
+        {%- else %}
+        false as has_broken_sequence
+        {%- endif %}
+    from {{ f.name }}__chain as chain
+    inner join {{ f.name }}__linked as linked
+        on
+            chain.entity_id = linked.entity_id
+            and chain.start_seq = linked.start_seq
+    inner join {{ f.name }}__events as start_event
+        on
+            chain.entity_id = start_event.entity_id
+            and chain.start_seq = start_event.seq
+    inner join {{ f.name }}__entity_sizes as entity_sizes
+        on chain.entity_id = entity_sizes.entity_id
+),
+
+{% endfor -%}
+
+all_attempts as (
+    {%- for f in funnels %}
+    select * from {{ f.name }}__attempts
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+),
+
+final as (
+    select
+        md5('funnel:' || all_attempts.funnel_name || ':' || all_attempts.start_message_id)
+            as funnel_attempt_id,
+        all_attempts.funnel_name,
+        all_attempts.funnel_scope,
+        all_attempts.funnel_order,
+        all_attempts.funnel_step_count,
+        all_attempts.window_minutes,
+        all_attempts.entity_id,
+        all_attempts.user_key,
+        all_attempts.session_id,
+        all_attempts.attempt_number,
+        all_attempts.started_at::date as attempt_date,
+        all_attempts.started_at,
+        {%- for k in range(1, max_steps + 1) %}
+        all_attempts.step_{{ k }}_at,
+        {%- endfor %}
+        (
+            {%- for k in range(1, max_steps + 1) %}
+            (all_attempts.step_{{ k }}_at is not null)::int{% if not loop.last %} +{% endif %}
+            {%- endfor %}
+        ) as furthest_step,
+        case all_attempts.funnel_name
+            {%- for f in funnels %}
+            when '{{ f.name }}' then [
+                {%- for label in funnel_position_names(f) %}'{{ label }}'{% if not loop.last %}, {% endif %}{% endfor -%}
+            ]
+            {%- endfor %}
+        end[furthest_step] as furthest_step_name,
+        all_attempts.is_converted,
+        case
+            when all_attempts.is_converted
+                then
+                    case all_attempts.funnel_step_count
+                        {%- for k in range(1, max_steps + 1) %}
+                        when {{ k }} then all_attempts.step_{{ k }}_at
+                        {%- endfor %}
+                    end
+        end as converted_at,
+        all_attempts.window_ends_at,
+        (
+            not all_attempts.is_converted
+            and not all_attempts.has_broken_sequence
+            and all_attempts.window_ends_at > watermark.watermark_at
+        ) as is_still_open,
+        all_attempts.platform,
+        all_attempts.channel,
+        all_attempts.start_message_id
+    from all_attempts
+    cross join watermark
+),
+
+with_durations as (
+    select
+        *,
+        epoch(converted_at - started_at) as seconds_to_convert,
+        not is_converted and not is_still_open as is_dropped_off
+    from final
+)
+
+select * from with_durations
