@@ -27,6 +27,18 @@ REBUILD_BACKOFF_S = 1.0
 HEALTH_TIMEOUT_S = 3.0
 
 
+def _close_quietly(producer: KafkaProducer, timeout_s: float) -> None:
+    try:
+        producer.close(timeout_s)
+    except KafkaError as exc:
+        # close() flushes first and gives up while records are still pending; its sender thread
+        # must not outlive it
+        log.warning("closing a discarded producer: %s", exc)
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+
+
 class BrokerUnavailable(RuntimeError):
     """The events of a request are not known to be in Kafka; the client must retry."""
 
@@ -41,6 +53,7 @@ class EventProducer:
         self._producer: KafkaProducer | None = None
         self._build_lock = asyncio.Lock()
         self._failed_build_at = 0.0
+        self._closing: set[asyncio.Future[None]] = set()
         self._probe: KafkaConsumer | None = None
         self._probe_lock = threading.Lock()
 
@@ -96,16 +109,23 @@ class EventProducer:
         return f"KAFKA_BOOTSTRAP_SERVERS={self.settings.kafka.bootstrap_servers} unreachable"
 
     async def _discard(self, producer: KafkaProducer) -> None:
-        if self._producer is producer:
-            self._producer = None
-            await asyncio.to_thread(producer.close, 0)
+        """Stop using `producer`; it closes in the background once its pending records expire."""
+        if self._producer is not producer:
+            return
+        self._producer = None
+        closing = asyncio.get_running_loop().run_in_executor(
+            None, _close_quietly, producer, self.settings.produce_timeout_s + 1
+        )
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def close(self, timeout_s: float) -> None:
         """Flush what is in flight (graceful shutdown), then close."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            await asyncio.to_thread(producer.flush, timeout_s)
-            await asyncio.to_thread(producer.close, timeout_s)
+            await asyncio.to_thread(_close_quietly, producer, timeout_s)
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=timeout_s)
         with self._probe_lock:
             if self._probe is not None:
                 self._probe.close()
@@ -155,16 +175,18 @@ class EventProducer:
 
         try:
             await asyncio.wait_for(produce(), timeout=deadline)
-        except TimeoutError:
-            raise BrokerUnavailable(
-                f"the broker did not acknowledge {len(records)} event(s) within {deadline:.1f}s"
-            ) from None
-        except KafkaTimeoutError as exc:
-            raise BrokerUnavailable(f"{self._unreachable()}: {exc}") from exc
-        except KafkaError as exc:
-            # anything but a timeout may have left the producer in a state it cannot leave
+        except (TimeoutError, KafkaError) as exc:
+            # start again from fresh metadata: a broker that lost its topics (the embedded one
+            # keeps them in memory) acknowledges writes to a partition it no longer has when
+            # the client does not ask for metadata first
             await self._discard(producer)
-            raise BrokerUnavailable(f"produce failed: {exc!r}") from exc
+            if isinstance(exc, TimeoutError):
+                reason = f"no acknowledgement for {len(records)} event(s) within {deadline:.1f}s"
+            elif isinstance(exc, KafkaTimeoutError):
+                reason = f"{self._unreachable()}: {exc}"
+            else:
+                reason = f"produce failed: {exc!r}"
+            raise BrokerUnavailable(reason) from exc
 
     # -- health
 

@@ -1,5 +1,7 @@
 """Broker outages: the collector answers 503 with Retry-After, stores nothing it cannot persist,
-recovers by itself, and a graceful shutdown finishes what is in flight. Each test owns its broker."""
+recovers by itself, and a graceful shutdown finishes what is in flight.
+
+Each test owns its broker, since stopping the session one would disturb every other test."""
 
 from __future__ import annotations
 
