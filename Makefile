@@ -45,3 +45,6 @@ dev: setup ## open the Dagster UI (dagster dev -w workspace.yaml)
 clean: ## stop the embedded broker and remove local state (warehouse, dagster home)
 	-$(BIN)/trackflow broker stop
 	rm -rf data .dagster_home .trackflow dbt_project/target dbt_project/logs
+
+soak: setup ## crash-anywhere soak: 200 SIGKILLs during ingestion while producing (prints totals)
+	$(BIN)/python -m tests.reliability.crash --kills 200 --events 200000

@@ -72,6 +72,16 @@ def wait_ready(bootstrap: str, timeout: float = 20.0) -> None:
     raise BrokerError(f"broker at {bootstrap} did not answer within {timeout:.0f}s: {last}")
 
 
+def _wait_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise BrokerError(f"nothing listens on port {port} after {timeout:.0f}s")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -100,8 +110,13 @@ def status(state_dir: Path = DEFAULT_STATE_DIR) -> BrokerStatus:
     return BrokerStatus(_pid_alive(pid), pid, port, log_file)
 
 
-def spawn(port: int, log_path: Path, host: str = "127.0.0.1") -> subprocess.Popen[bytes]:
-    """Start a Tansu process (not waiting for it); the caller owns the process."""
+def spawn(
+    port: int, log_path: Path, host: str = "127.0.0.1", advertised_port: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a Tansu process (not waiting for it); the caller owns the process.
+
+    `advertised_port` lets clients reach the broker through a proxy (outage tests).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
     cmd = [
@@ -110,7 +125,7 @@ def spawn(port: int, log_path: Path, host: str = "127.0.0.1") -> subprocess.Pope
         "--listener-url",
         f"tcp://{host}:{port}",
         "--advertised-listener-url",
-        f"tcp://{host}:{port}",
+        f"tcp://{host}:{advertised_port or port}",
         "--storage-engine",
         "memory://tansu/",
     ]
@@ -166,8 +181,14 @@ def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 10.0) -> bool:
 class EmbeddedBroker:
     """A private broker owned by this process (tests, benchmarks); data lives in memory."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.advertised_port = advertised_port
         self.log_path = log_path or Path(f"/tmp/trackflow-broker-{self.port}.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -176,8 +197,11 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
-        self.proc = spawn(self.port, self.log_path)
-        wait_ready(self.bootstrap, timeout)
+        self.proc = spawn(self.port, self.log_path, advertised_port=self.advertised_port)
+        if self.advertised_port is None:
+            wait_ready(self.bootstrap, timeout)
+        else:  # metadata points at the proxy, which may not be up yet
+            _wait_port(self.port, timeout)
         return self
 
     def stop(self) -> None:

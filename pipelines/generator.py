@@ -75,6 +75,7 @@ class Traffic:
 
     messages: list[tuple[bytes, bytes, int]]  # (key, value, kafka timestamp ms)
     truth: dict[str, Any]
+    valid_ids: frozenset[str] = frozenset()  # messageIds of the valid events
 
 
 @dataclass
@@ -362,7 +363,9 @@ def generate(
         }
     )
     return Traffic(
-        messages=[(k, v, int(t.timestamp() * 1000)) for t, k, v in messages], truth=truth
+        messages=[(k, v, int(t.timestamp() * 1000)) for t, k, v in messages],
+        truth=truth,
+        valid_ids=frozenset(e.message_id for e in b.events),
     )
 
 
