@@ -1,4 +1,4 @@
-"""Reading a topic back, and a collector under uvicorn in a thread for tests that need a socket."""
+"""Reading a topic back, and apps under uvicorn in a thread for tests that need a socket."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from kafka import KafkaConsumer, TopicPartition
+from starlette.types import ASGIApp
 
 from pipelines.broker import free_port
 from pipelines.collector import CollectorSettings, create_app
@@ -60,11 +61,10 @@ def wait_for_events(
         time.sleep(0.3)
 
 
-class LiveCollector:
-    """The collector on a real socket (uvicorn in a thread); stop() is a graceful shutdown."""
+class ThreadedServer:
+    """An ASGI app on a real socket (uvicorn in a thread); stop() is a graceful shutdown."""
 
-    def __init__(self, settings: CollectorSettings, port: int | None = None) -> None:
-        self.settings = settings
+    def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
@@ -73,9 +73,12 @@ class LiveCollector:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> LiveCollector:
+    def app(self) -> ASGIApp:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 15.0) -> Self:
         config = uvicorn.Config(
-            create_app(self.settings),
+            self.app(),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -87,7 +90,7 @@ class LiveCollector:
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"collector did not start on port {self.port}")
+                raise RuntimeError(f"{type(self).__name__} did not start on port {self.port}")
             time.sleep(0.05)
         return self
 
@@ -97,8 +100,17 @@ class LiveCollector:
             self.thread.join(30)
         self.server = self.thread = None
 
-    def __enter__(self) -> LiveCollector:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LiveCollector(ThreadedServer):
+    def __init__(self, settings: CollectorSettings, port: int | None = None) -> None:
+        super().__init__(port)
+        self.settings = settings
+
+    def app(self) -> ASGIApp:
+        return create_app(self.settings)
