@@ -31,9 +31,9 @@
             "min_date " ~ low ~ " is after max_date " ~ high
         ) }}
     {%- endif -%}
-    (
-        true
-        {%- if low is not none %} and {{ date_expression }} >= date '{{ low }}'{% endif %}
-        {%- if high is not none %} and {{ date_expression }} <= date '{{ high }}'{% endif %}
+    {#- rendered on one line so it sits in any sql layout -#}
+    (true
+    {%- if low is not none %} and {{ date_expression }} >= date '{{ low }}'{% endif -%}
+    {%- if high is not none %} and {{ date_expression }} <= date '{{ high }}'{% endif -%}
     )
 {%- endmacro %}

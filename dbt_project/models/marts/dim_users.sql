@@ -17,22 +17,18 @@ identities as (
     select * from {{ ref('int_identities__mapped') }}
 ),
 
-{% if is_partition_run -%}
--- entities with any event (identify calls included) dated in the window
-touched_entities as (
+-- a partition run rebuilds the entities with any event (identify calls included) in the window
+touched_entities as (  -- noqa: ST03
     select distinct user_key from {{ ref('int_events__stitched') }}
     where {{ in_partition_range('event_date') }}
 ),
 
 scoped_sessions as (
     select * from sessions
+    {%- if is_partition_run %}
     where user_key in (select touched_entities.user_key from touched_entities)
+    {%- endif %}
 ),
-{%- else %}
-scoped_sessions as (
-    select * from sessions
-),
-{%- endif %}
 
 ranked_sessions as (
     select

@@ -1,4 +1,7 @@
 -- depends_on: {{ ref('int_identities__mapped') }}
+-- the sql below is generated per funnel by jinja loops; sqlfluff cannot map the layout of
+-- looped code back to the source, so indentation and line length are checked by review here
+-- sqlfluff:exclude_rules:layout.indent,layout.long_lines,structure.using,structure.column_order,ambiguous.column_count
 {{ config(
     materialized='incremental',
     incremental_strategy='replace_entities',
@@ -26,26 +29,24 @@ watermark as (
     select max(event_at) as watermark_at from events
 ),
 
-{% if is_partition_run -%}
--- entities with an event dated in the window, and entities with attempts still open: a run
--- recomputes every attempt of those entities (a user-scope attempt can span many days)
-touched_entities as (
+-- a partition run recomputes every attempt of the entities with an event dated in the window
+-- and of the entities with attempts still open (a user-scope attempt can span many days)
+touched_entities as (  -- noqa: ST03
     select user_key from {{ ref('int_events__stitched') }}
     where {{ in_partition_range('event_date') }}
+    {%- if is_partition_run %}
     union
     select user_key from {{ this }}
     where is_still_open
+    {%- endif %}
 ),
 
 scoped_sessions as (
     select * from sessions
+    {%- if is_partition_run %}
     where user_key in (select touched_entities.user_key from touched_entities)
+    {%- endif %}
 ),
-{%- else %}
-scoped_sessions as (
-    select * from sessions
-),
-{%- endif %}
 
 sessionized_events as (
     select
@@ -123,8 +124,8 @@ sessionized_events as (
     inner join {{ f.name }}__matches as matches
         on
             candidates.entity_id = matches.entity_id
-            and matches.seq >= candidates.seq
-            and matches.event_at <= candidates.event_at + {{ window }}
+            and candidates.seq <= matches.seq
+            and candidates.event_at + {{ window }} >= matches.event_at
     group by candidates.entity_id, candidates.seq, candidates.event_at
 ),
 
@@ -142,7 +143,7 @@ sessionized_events as (
             'ASC',
             'NULLS LAST'
         )[{{ k }}] as step_{{ k }}_at,
-        {%- else %}
+        {% else %}
         null::timestamp as step_{{ k }}_at,
         {%- endif %}
         {%- endfor %}
@@ -154,7 +155,7 @@ sessionized_events as (
         ) as is_converted
     from {{ f.name }}__reached
 ),
-{%- else %}
+{% else %}
 {{ f.name }}__step_1 as (
     select
         entity_id,
@@ -179,11 +180,11 @@ sessionized_events as (
             previous_step.entity_id = matches.entity_id
             and matches.step_index = {{ k }}
             {%- if f.order == 'strict' %}
-            and matches.seq = previous_step.step_{{ k - 1 }}_seq + 1
+            and previous_step.step_{{ k - 1 }}_seq + 1 = matches.seq
             {%- else %}
-            and matches.seq > previous_step.step_{{ k - 1 }}_seq
+            and previous_step.step_{{ k - 1 }}_seq < matches.seq
             {%- endif %}
-            and matches.event_at <= previous_step.window_ends_at
+            and previous_step.window_ends_at >= matches.event_at
     group by previous_step.entity_id, previous_step.start_seq
 ),
 {% endfor %}
@@ -196,7 +197,7 @@ sessionized_events as (
         {%- for k in range(1, max_steps + 1) %}
         {%- if k <= n %}
         step_{{ k }}.step_{{ k }}_at,
-        {%- else %}
+        {% else %}
         null::timestamp as step_{{ k }}_at,
         {%- endif %}
         {%- endfor %}
@@ -212,7 +213,7 @@ sessionized_events as (
             and step_1.start_seq = step_{{ k }}.start_seq
     {%- endfor %}
 ),
-{%- endif %}
+{% endif %}
 
 {{ f.name }}__event_times as (
     select
@@ -230,7 +231,7 @@ sessionized_events as (
         attempt_candidates.*,
         {%- if f.order == 'strict' %}
         attempt_candidates.last_step_seq + 1 as next_start_min_seq
-        {%- else %}
+        {% else %}
         case
             when attempt_candidates.is_converted then attempt_candidates.last_step_seq + 1
             else event_times.last_seq_at_time + 1
@@ -309,7 +310,7 @@ sessionized_events as (
         linked.is_converted,
         {%- if f.order == 'strict' %}
         linked.last_step_seq < entity_sizes.max_seq as has_broken_sequence
-        {%- else %}
+        {% else %}
         false as has_broken_sequence
         {%- endif %}
     from {{ f.name }}__chain as chain
@@ -359,13 +360,16 @@ final as (
             (all_attempts.step_{{ k }}_at is not null)::int{% if not loop.last %} +{% endif %}
             {%- endfor %}
         ) as furthest_step,
-        case all_attempts.funnel_name
-            {%- for f in funnels %}
-            when '{{ f.name }}' then [
-                {%- for label in funnel_position_names(f) %}'{{ label }}'{% if not loop.last %}, {% endif %}{% endfor -%}
-            ]
-            {%- endfor %}
-        end[furthest_step] as furthest_step_name,
+        list_extract(
+            case all_attempts.funnel_name
+                {%- for f in funnels %}
+                when '{{ f.name }}' then [
+                    {%- for label in funnel_position_names(f) %}'{{ label }}'{% if not loop.last %}, {% endif %}{% endfor -%}
+                ]
+                {%- endfor %}
+            end,
+            furthest_step
+        ) as furthest_step_name,
         all_attempts.is_converted,
         case
             when all_attempts.is_converted

@@ -20,7 +20,6 @@ events as (
     where is_session_event
 ),
 
-{% if is_partition_run -%}
 identities as (
     select * from {{ ref('int_identities__mapped') }}
 ),
@@ -104,20 +103,20 @@ recompute_spans as (
     group by user_key
 ),
 
+-- a partition run sessionizes whole chains only; otherwise the whole history
 scoped_events as (
-    select dirty_entity_events.*
-    from dirty_entity_events
-    inner join recompute_spans
-        on
-            dirty_entity_events.user_key = recompute_spans.user_key
-            and dirty_entity_events.event_at
-            between recompute_spans.recompute_from_at and recompute_spans.recompute_to_at
+    select events.*
+    from events
+    where
+        {{ 'false' if is_partition_run else 'true' }}
+        or exists (
+            select 1 from recompute_spans
+            where
+                events.user_key = recompute_spans.user_key
+                and events.event_at >= recompute_spans.recompute_from_at
+                and events.event_at <= recompute_spans.recompute_to_at
+        )
 ),
-{%- else %}
-scoped_events as (
-    select * from events
-),
-{%- endif %}
 
 inactivity_marks as (
     select

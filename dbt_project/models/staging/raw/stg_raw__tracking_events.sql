@@ -1,5 +1,8 @@
 -- one row per message_id over the whole history, typed and enriched.
 -- bot traffic is kept here (flagged); downstream models drop it.
+{%- set search_hosts = '(^|\\.)(google|bing|duckduckgo|yahoo|baidu|yandex|ecosia|qwant|startpage|ask)\\.' %}
+{%- set social_hosts = '(^|\\.)(facebook|fb|instagram|twitter|linkedin|lnkd|reddit|pinterest|youtube|tiktok'
+    ~ '|t|x|threads|mastodon)\\.' %}
 with
 
 source as (
@@ -158,14 +161,8 @@ enriched as (
                     or page_host like '%.' || referrer_host
                 )
                 then 'internal'
-            when regexp_matches(
-                referrer_host,
-                '(^|\.)(google|bing|duckduckgo|yahoo|baidu|yandex|ecosia|qwant|startpage|ask)\.'
-            ) then 'search'
-            when regexp_matches(
-                referrer_host,
-                '(^|\.)(facebook|fb|instagram|twitter|linkedin|lnkd|reddit|pinterest|youtube|tiktok|t|x|threads|mastodon)\.'
-            ) then 'social'
+            when regexp_matches(referrer_host, '{{ search_hosts }}') then 'search'
+            when regexp_matches(referrer_host, '{{ social_hosts }}') then 'social'
             else 'referral'
         end as traffic_channel,
         user_agent,
