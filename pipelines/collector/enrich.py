@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import uuid
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@functools.lru_cache(maxsize=4096)
 def truncate_ip(raw: str) -> str | None:
     """Zero the last octet of IPv4 and the last 80 bits of IPv6; None if it is not an address."""
     try:
@@ -34,15 +36,17 @@ def _record_ip(context: dict[str, Any], client_ip: str | None, mode: IpMode) -> 
     context.pop("ip", None)
     if mode == "none" or not raw:
         return
-    if mode == "full":
-        try:
-            context["ip"] = str(ipaddress.ip_address(raw.strip()))
-        except ValueError:
-            return
-        return
-    truncated = truncate_ip(raw)
-    if truncated:
-        context["ip"] = truncated
+    recorded = _full_ip(raw) if mode == "full" else truncate_ip(raw)
+    if recorded:
+        context["ip"] = recorded
+
+
+@functools.lru_cache(maxsize=4096)
+def _full_ip(raw: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        return None
 
 
 def enrich(

@@ -29,7 +29,7 @@ from pipelines.collector.cors import CorsAllowList
 from pipelines.collector.enrich import enrich, partition_key, utc_now_iso
 from pipelines.collector.intake import RequestRefused, parse_object, read_body
 from pipelines.collector.metrics import Metrics
-from pipelines.collector.producer import BrokerUnavailable, EventProducer
+from pipelines.collector.producer import BrokerUnavailable, EventProducer, Record
 from pipelines.collector.settings import CollectorSettings
 from pipelines.collector.validation import Problem, validate_event
 
@@ -78,12 +78,11 @@ class Collector:
             return JSONResponse({"success": False, "error": f"no endpoint /v1/{name}"}, 404)
         kind = ENDPOINTS[name]
         try:
-            source, events = await self._accept(request, kind)
+            source, records = await self._accept(request, kind)
         except RequestRefused as refused:
             self.metrics.event_outcome("rejected", refused.source, refused.events)
             return JSONResponse(refused.body(), refused.status, headers=refused.headers)
 
-        records = [(partition_key(e), _dumps(e)) for e in events]
         started = time.perf_counter()
         try:
             await self.producer.send(records, headers=[("source", source.encode("utf-8"))])
@@ -99,8 +98,8 @@ class Collector:
         self.metrics.event_outcome("accepted", source, len(records))
         return JSONResponse({"success": True})
 
-    async def _accept(self, request: Request, kind: str | None) -> tuple[str, list[dict[str, Any]]]:
-        """Authenticate, read, validate and stamp; raise RequestRefused for any problem."""
+    async def _accept(self, request: Request, kind: str | None) -> tuple[str, list[Record]]:
+        """Authenticate, read, validate, stamp and serialise, or raise RequestRefused."""
         settings = self.settings
         header_key = key_from_authorization(request.headers.get("authorization"))
         unauthorised = RequestRefused(
@@ -127,9 +126,8 @@ class Collector:
             refused.source = source
             raise
 
-    def _events(
-        self, request: Request, body: dict[str, Any], kind: str | None
-    ) -> list[dict[str, Any]]:
+    def _events(self, request: Request, body: dict[str, Any], kind: str | None) -> list[Record]:
+        """Validate, stamp and serialise the events of a request, or refuse it whole."""
         settings = self.settings
         batch = kind is None
         if batch:
@@ -153,14 +151,6 @@ class Collector:
             body["type"] = kind
             items, batch_context, sent_at = [body], None, None
 
-        oversized = [
-            Problem(i, "", f"event is larger than the limit of {settings.max_event_bytes} bytes")
-            for i, item in enumerate(items)
-            if batch
-            and len(_dumps(item) if isinstance(item, dict) else b"") > settings.max_event_bytes
-        ]
-        if oversized:
-            raise RequestRefused(413, "events too large", oversized, events=len(items))
         problems = [p for i, item in enumerate(items) for p in validate_event(item, i)]
         if problems:
             raise RequestRefused(400, "invalid events", problems, events=len(items))
@@ -168,8 +158,10 @@ class Collector:
         received_at = utc_now_iso()
         client_ip = request.client.host if request.client else None
         user_agent = request.headers.get("user-agent")
-        return [
-            enrich(
+        records: list[Record] = []
+        oversized: list[Problem] = []
+        for i, item in enumerate(items):
+            event = enrich(
                 item,
                 received_at=received_at,
                 client_ip=client_ip,
@@ -178,8 +170,15 @@ class Collector:
                 batch_context=batch_context,
                 batch_sent_at=sent_at,
             )
-            for item in items
-        ]
+            value = _dumps(event)
+            # the limit holds for the message as stored, the size the warehouse checks too
+            if len(value) > settings.max_event_bytes:
+                limit = settings.max_event_bytes
+                oversized.append(Problem(i, "", f"event is larger than the limit of {limit} bytes"))
+            records.append((partition_key(event), value))
+        if oversized:
+            raise RequestRefused(413, "events too large", oversized, events=len(items))
+        return records
 
     # -- operations
 

@@ -1,0 +1,160 @@
+"""Throughput of `trackflow collect`: batches of 100 events posted over loopback, acks=all.
+
+Starts a private embedded broker and the collector (uvicorn, in a subprocess, as the cli runs it),
+posts pre-built batches from concurrent keep-alive connections for a bounded time, and prints
+events/s. The collector's own /metrics confirm how many events Kafka acknowledged.
+
+    .venv/bin/python benchmarks/collector_throughput.py [--seconds 20] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from pipelines.broker import EmbeddedBroker, free_port
+
+WRITE_KEY = "bench-write-key"
+TOPIC = "bench.tracking.events"
+
+
+def make_batch(size: int, n: int) -> bytes:
+    """One request body of `size` events shaped like a browser's (about 600 bytes each)."""
+    anon = [str(uuid.uuid4()) for _ in range(20)]
+    batch = [
+        {
+            "type": "track",
+            "event": "button_click",
+            "anonymousId": anon[i % len(anon)],
+            "messageId": f"bench-{n}-{i}-{uuid.uuid4()}",
+            "timestamp": "2026-11-26T10:00:00.000Z",
+            "properties": {"buttonId": "myButton", "position": i, "variant": "b"},
+            "context": {
+                "library": {"name": "trackflow.js", "version": "1.0.0"},
+                "page": {
+                    "path": "/pricing",
+                    "referrer": "https://www.example.com/",
+                    "search": "?utm_source=newsletter",
+                    "title": "Pricing",
+                    "url": "https://shop.example/pricing?utm_source=newsletter",
+                },
+                "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0 Safari/537.36",
+                "locale": "en-GB",
+                "campaign": {"source": "newsletter"},
+            },
+        }
+        for i in range(size)
+    ]
+    return json.dumps({"batch": batch, "sentAt": "2026-11-26T10:00:00.100Z"}).encode()
+
+
+async def post_for(
+    url: str, bodies: list[bytes], seconds: float, concurrency: int
+) -> tuple[int, int, list[float]]:
+    auth = httpx.BasicAuth(WRITE_KEY, "")
+    ok = failed = 0
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, auth=auth, limits=limits, timeout=30) as client:
+
+        async def worker(w: int) -> None:
+            nonlocal ok, failed
+            i = w
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                r = await client.post(
+                    "/v1/batch",
+                    content=bodies[i % len(bodies)],
+                    headers={"Content-Type": "application/json"},
+                )
+                latencies.append(time.perf_counter() - started)
+                if r.status_code == 200:
+                    ok += 1
+                else:
+                    failed += 1
+                i += concurrency
+
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return ok, failed, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long to post")
+    parser.add_argument("--concurrency", type=int, default=8, help="connections in parallel")
+    parser.add_argument("--batch", type=int, default=100, help="events per request")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds posted before measuring")
+    args = parser.parse_args()
+
+    with EmbeddedBroker(log_path=Path(f"/tmp/trackflow-bench-broker-{os.getpid()}.log")) as broker:
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        admin.create_topics([NewTopic(TOPIC, 4, 1)])
+        admin.close()
+        port = free_port()
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "TRACKING_TOPIC": TOPIC,
+            "COLLECTOR_WRITE_KEYS": f"bench:{WRITE_KEY}",
+            "COLLECTOR_DEMO_PAGE": "false",
+        }
+        collector = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.collector", "--port", str(port)],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or collector.poll() is not None:
+                    sys.exit("collector did not become healthy")
+                time.sleep(0.2)
+
+            bodies = [make_batch(args.batch, n) for n in range(64)]
+            asyncio.run(post_for(url, bodies, args.warmup, args.concurrency))
+            ok, failed, latencies = asyncio.run(
+                post_for(url, bodies, args.seconds, args.concurrency)
+            )
+            metrics = httpx.get(f"{url}/metrics").text
+        finally:
+            collector.terminate()
+            collector.wait(30)
+
+    accepted = re.search(r'events_total\{outcome="accepted",source="bench"\} (\d+)', metrics)
+    events = ok * args.batch
+    latencies.sort()
+    print(f"cpus: {os.cpu_count()}, broker: embedded tansu on 127.0.0.1, acks=all, lz4")
+    print(
+        f"batches of {args.batch}, {args.concurrency} connections, {args.seconds:.0f}s: "
+        f"{ok} requests answered 200, {failed} refused"
+    )
+    print(f"events/s: {events / args.seconds:,.0f}")
+    print(
+        f"request latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms"
+    )
+    print(f"acknowledged by Kafka (collector metrics, incl. warm-up): {accepted and accepted[1]}")
+
+
+if __name__ == "__main__":
+    main()
