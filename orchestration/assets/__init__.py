@@ -1,0 +1,1 @@
+"""Asset definitions: ingestion (dlt) and transformation (dbt)."""

@@ -1,0 +1,242 @@
+"""Custom asset checks (the dbt tests are asset checks too, built by dagster-dbt).
+
+Each returns AssetCheckResult(passed=..., metadata={"actual", "threshold", ...}); a failure's
+`reason` (also the description) says in one line what is wrong. Retention gaps and consumer lag
+are checked by the ingestion op itself (orchestration/assets/ingestion.py): it knows the run's
+numbers, and a gap must be reported even though it fails the run.
+"""
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import yaml
+
+from orchestration.assets.keys import AGG_FUNNEL_DAILY, FCT_SESSIONS, RAW_EVENTS, RAW_REJECTED
+from orchestration.project import dbt_project
+from orchestration.resources import QualityThresholds, WarehouseResource
+
+
+def _result(
+    passed: bool,
+    actual: Any,
+    threshold: Any,
+    reason: str,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    **extra: Any,
+) -> dg.AssetCheckResult:
+    metadata: dict[str, Any] = {"actual": actual, "threshold": threshold, **extra}
+    if not passed:
+        metadata["reason"] = reason
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=severity,
+        metadata=metadata,
+        description=reason if not passed else None,
+    )
+
+
+def _rows(warehouse: Path, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def _latest_load(warehouse: Path) -> str | None:
+    rows = _rows(warehouse, "select max(load_id) from raw._dlt_loads where status = 0")
+    return rows[0][0] if rows else None
+
+
+@dg.asset_check(
+    asset=RAW_EVENTS,
+    description="The newest accepted event was received at most max_raw_age_hours ago.",
+)
+def raw_freshness(
+    warehouse: WarehouseResource, thresholds: QualityThresholds
+) -> dg.AssetCheckResult:
+    newest = _rows(warehouse.path, "select max(received_at) from raw.tracking_events")[0][0]
+    limit = thresholds.max_raw_age_hours
+    if newest is None:
+        return _result(False, None, limit, "raw.tracking_events is empty: nothing was ever loaded")
+    age_h = (datetime.now(UTC) - newest.astimezone(UTC)).total_seconds() / 3600
+    return _result(
+        age_h <= limit,
+        round(age_h, 2),
+        limit,
+        f"newest event received {age_h:.1f} h ago (limit {limit} h): are producers sending and "
+        "is the ingestion schedule running?",
+        newest_received_at=newest.isoformat(),
+    )
+
+
+@dg.asset_check(
+    asset=RAW_REJECTED,
+    description="Rejected messages / all messages of the latest load stay under the threshold.",
+)
+def rejected_rate(
+    warehouse: WarehouseResource, thresholds: QualityThresholds
+) -> dg.AssetCheckResult:
+    load = _latest_load(warehouse.path)
+    limit = thresholds.max_rejected_rate
+    accepted = _rows(
+        warehouse.path, "select count(*) from raw.tracking_events where _dlt_load_id = ?", [load]
+    )[0][0]
+    by_code = _rows(
+        warehouse.path,
+        "select error_code, count(*) from raw.tracking_events_rejected where _dlt_load_id = ? "
+        "group by 1 order by 2 desc",
+        [load],
+    )
+    rejected = sum(n for _, n in by_code)
+    total = accepted + rejected
+    rate = rejected / total if total else 0.0
+    codes = ", ".join(f"{code}={n}" for code, n in by_code[:3])
+    return _result(
+        rate <= limit,
+        round(rate, 4),
+        limit,
+        f"{rejected} of {total} messages in load {load} rejected ({rate:.1%} > {limit:.1%}); "
+        f"top codes: {codes}; payloads in raw.tracking_events_rejected",
+        load_id=load or "",
+        rejected=rejected,
+        messages=total,
+        error_codes=dg.MetadataValue.json(dict(by_code)),
+    )
+
+
+@dg.asset_check(
+    asset=RAW_EVENTS,
+    description=(
+        "Rows of the latest load whose messageId was already loaded (or repeats within the load) "
+        "stay under the threshold; staging deduplicates them, a spike means a producer retry loop."
+    ),
+)
+def duplicate_rate(
+    warehouse: WarehouseResource, thresholds: QualityThresholds
+) -> dg.AssetCheckResult:
+    load = _latest_load(warehouse.path)
+    limit = thresholds.max_duplicate_rate
+    rows, fresh = _rows(
+        warehouse.path,
+        """
+        with this_load as (
+            select message_id from raw.tracking_events where _dlt_load_id = $1
+        ),
+        earlier as (
+            select distinct message_id from raw.tracking_events where _dlt_load_id < $1
+        )
+        select
+            (select count(*) from this_load),
+            (select count(distinct message_id) from this_load
+             where message_id not in (select message_id from earlier))
+        """,
+        [load],
+    )[0]
+    duplicates = rows - fresh
+    rate = duplicates / rows if rows else 0.0
+    return _result(
+        rate <= limit,
+        round(rate, 4),
+        limit,
+        f"{duplicates} of {rows} rows in load {load} are re-deliveries ({rate:.1%} > {limit:.1%}): "
+        "is a producer retrying without idempotence?",
+        load_id=load or "",
+        rows=rows,
+        duplicates=duplicates,
+    )
+
+
+@dg.asset_check(
+    asset=FCT_SESSIONS,
+    description=(
+        "Every session has events, ends after it starts, lasts at most the maximum length and "
+        "starts no later than now."
+    ),
+)
+def session_sanity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    max_hours = int(_session_max_hours())
+    row = _rows(
+        warehouse.path,
+        f"""
+        select
+            count(*),
+            count(*) filter (where event_count < 1),
+            count(*) filter (where ended_at < started_at),
+            count(*) filter (where duration_seconds > {max_hours} * 3600),
+            count(*) filter (where started_at > now()::timestamp + interval 1 day),
+            coalesce(median(duration_seconds), 0),
+            coalesce(avg(event_count), 0)
+        from analytics.fct_sessions
+        """,
+    )[0]
+    sessions, empty, negative, too_long, future, median_s, avg_events = row
+    bad = empty + negative + too_long + future
+    problems = ", ".join(
+        f"{n} {what}"
+        for n, what in [
+            (empty, "without events"),
+            (negative, "ending before they start"),
+            (too_long, f"longer than {max_hours} h"),
+            (future, "starting in the future"),
+        ]
+        if n
+    )
+    return _result(
+        bad == 0,
+        int(bad),
+        0,
+        f"{bad} of {sessions} sessions are impossible: {problems}",
+        sessions=int(sessions),
+        median_duration_seconds=float(median_s),
+        avg_events_per_session=round(float(avg_events), 2),
+    )
+
+
+def _session_max_hours() -> float:
+    config = yaml.safe_load((dbt_project.project_dir / "dbt_project.yml").read_text())
+    return float(config.get("vars", {}).get("sessions__max_length_hours", 24))
+
+
+@dg.asset_check(
+    asset=AGG_FUNNEL_DAILY,
+    description=(
+        "Attempts reaching step n+1 never exceed attempts reaching step n (per funnel, day, "
+        "platform and channel)."
+    ),
+)
+def funnel_monotonicity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    rows = _rows(
+        warehouse.path,
+        """
+        with steps as (
+            select
+                funnel_name, attempt_date, platform, channel, step_number, attempts_reached,
+                lag(attempts_reached) over (
+                    partition by funnel_name, attempt_date, platform, channel
+                    order by step_number
+                ) as previous_reached
+            from analytics.agg_funnel_daily
+        )
+        select funnel_name, attempt_date, platform, channel, step_number, attempts_reached,
+               previous_reached
+        from steps
+        where attempts_reached > previous_reached
+        order by funnel_name, attempt_date, step_number
+        """,
+    )
+    first = rows[0] if rows else None
+    reason = (
+        f"{len(rows)} funnel step(s) reached by more attempts than the step before; first: "
+        f"{first[0]} on {first[1]} ({first[2]}/{first[3]}) step {first[4]} has {first[5]} > "
+        f"{first[6]}"
+        if first
+        else ""
+    )
+    return _result(len(rows) == 0, len(rows), 0, reason)
+
+
+def build_checks(asset_keys: set[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
+    """The checks whose asset exists (the funnel models may not be there yet)."""
+    checks = [raw_freshness, rejected_rate, duplicate_rate, session_sanity, funnel_monotonicity]
+    return [c for c in checks if all(k.asset_key in asset_keys for k in c.check_keys)]

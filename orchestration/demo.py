@@ -1,0 +1,181 @@
+"""`make demo` through Dagster: embedded broker, several days of traffic, the whole asset graph
+materialized into the persistent DAGSTER_HOME (so the runs show in `make dev`), a summary.
+
+    python -m orchestration.demo [--events N] [--users U] [--days D] [--seed S]
+
+Python API: `run_demo(...)` (the whole thing) and `materialize_everything(first, last)` (one
+run of `everything_job`: ingestion, staging and the marts of the day range, checks included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from orchestration.instance import ensure_local_instance
+from orchestration.partitions import daily_partitions
+
+
+@dataclass
+class Summary:
+    run_id: str
+    seconds: float
+    events: int
+    sessions: int
+    funnels: list[tuple[str, int, int]]  # (funnel, entered, completed), best conversion first
+    checks_passed: int
+    checks_failed: list[str]
+
+    def lines(self) -> list[str]:
+        out = [
+            f"dagster run {self.run_id} finished in {self.seconds:.0f}s",
+            f"events: {self.events:,} (deduplicated)",
+            f"sessions: {self.sessions:,}",
+        ]
+        if self.funnels:
+            name, entered, done = self.funnels[0]
+            out.append(
+                f"top funnel conversion: {name} {done / entered:.1%} ({done:,} of {entered:,})"
+            )
+        out.append(
+            f"checks: {self.checks_passed} passed, {len(self.checks_failed)} failed"
+            + (f" ({', '.join(self.checks_failed)})" if self.checks_failed else "")
+        )
+        return out
+
+
+def partition_range_tags(first: date, last: date) -> dict[str, str]:
+    keys = daily_partitions.get_partition_keys()
+    low = max(first.isoformat(), keys[0])
+    high = min(last.isoformat(), keys[-1])
+    return {ASSET_PARTITION_RANGE_START_TAG: low, ASSET_PARTITION_RANGE_END_TAG: high}
+
+
+def materialize_everything(
+    first: date,
+    last: date,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    defs: dg.Definitions | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """One run of everything_job over [first, last] (inclusive days) in this process."""
+    if defs is None:
+        from orchestration.definitions import defs as loaded
+
+        defs = loaded
+    job = defs.resolve_job_def("everything_job")
+    return job.execute_in_process(
+        instance=instance or dg.DagsterInstance.get(),
+        tags={**partition_range_tags(first, last), "trackflow/trigger": "demo"},
+        raise_on_error=raise_on_error,
+    )
+
+
+def summarize(result: dg.ExecuteInProcessResult, warehouse: Path, seconds: float) -> Summary:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        events = con.execute("select count(*) from staging.stg_raw__tracking_events").fetchone()
+        sessions = con.execute("select count(*) from analytics.fct_sessions").fetchone()
+        funnels: list[tuple[str, int, int]] = []
+        has_funnels = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'analytics' "
+            "and table_name = 'agg_funnel_daily'"
+        ).fetchone()
+        if has_funnels and has_funnels[0]:
+            funnels = [
+                (str(name), int(entered), int(done))
+                for name, entered, done in con.execute(
+                    """
+                    with last_step as (
+                        select funnel_name, max(step_number) as step_number
+                        from analytics.agg_funnel_daily group by 1
+                    )
+                    select a.funnel_name, sum(a.attempts_entered), sum(a.attempts_reached)
+                    from analytics.agg_funnel_daily as a
+                    inner join last_step using (funnel_name, step_number)
+                    group by 1 having sum(a.attempts_entered) > 0
+                    """
+                ).fetchall()
+            ]
+            funnels.sort(key=lambda f: f[2] / f[1], reverse=True)
+    evaluations = result.get_asset_check_evaluations()
+    failed = sorted(
+        f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed
+    )
+    return Summary(
+        run_id=result.run_id,
+        seconds=seconds,
+        events=int(events[0]) if events else 0,
+        sessions=int(sessions[0]) if sessions else 0,
+        funnels=funnels,
+        checks_passed=len(evaluations) - len(failed),
+        checks_failed=failed,
+    )
+
+
+def run_demo(
+    events: int = 20_000, users: int = 800, days: int = 3, seed: int = 42
+) -> Summary:
+    """Start the embedded broker, produce `days` days of traffic ending now, materialize all."""
+    # pipelines never imports dagster; these imports are the other direction
+    from pipelines import broker
+    from pipelines.config import KafkaSettings, duckdb_path
+    from pipelines.generator import generate
+    from pipelines.producer import produce
+
+    os.environ.setdefault("TRACKFLOW_DBT_PARSE", "1")  # models added since the last parse
+    home = ensure_local_instance()
+    os.environ["DAGSTER_HOME"] = str(home)
+    settings = KafkaSettings.from_env()
+    port = int(settings.bootstrap_servers.rsplit(":", 1)[1])
+    status = broker.start(port=port)
+    print(f"broker: {status.bootstrap} (pid {status.pid}; stop it with 'trackflow broker stop')")
+    start = datetime.now(UTC).date() - timedelta(days=days)
+    traffic = generate(
+        events=events, users=users, days=days, seed=seed, start=start,
+        faults={"duplicates", "late", "skew", "malformed"},
+    )
+    produce(traffic.messages, settings)
+    print(f"produced {len(traffic.messages):,} messages ({days} days from {start}) "
+          f"to {settings.topics[0]}")
+    print(f"materializing the asset graph into DAGSTER_HOME={home} ...")
+    began = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        result = materialize_everything(
+            start - timedelta(days=1), datetime.now(UTC).date(), instance=instance,
+            raise_on_error=False,
+        )
+    summary = summarize(result, duckdb_path().resolve(), time.monotonic() - began)
+    for line in summary.lines():
+        print(line)
+    if not result.success:
+        raise SystemExit(f"the run failed: see run {result.run_id} in the UI ('make dev')")
+    print("run `make dev` to open the Dagster UI: the run, its checks and metadata are there")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=int(os.environ.get("EVENTS", 20_000)))
+    parser.add_argument("--users", type=int, default=800)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED", 42)))
+    args = parser.parse_args(argv)
+    run_demo(events=args.events, users=args.users, days=args.days, seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The local Dagster instance (DAGSTER_HOME, SQLite): its dagster.yaml, written once.
+
+DuckDB takes one writer process at a time, so the local instance runs one run at a time (runs
+queue); the ingestion pool (one dlt-state writer) is limited to 1 as it is in production
+(deploy/dagster.yaml, Postgres storage).
+
+    python -m orchestration.instance        # writes $DAGSTER_HOME/dagster.yaml if missing
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+LOCAL_DAGSTER_YAML = """\
+# trackflow local instance: SQLite storage under DAGSTER_HOME (written by orchestration/instance.py)
+concurrency:
+  runs:
+    # one run at a time: the DuckDB warehouse file has one writer process at a time
+    max_concurrent_runs: 1
+    tag_concurrency_limits:
+      - key: trackflow/role
+        value: ingestion
+        limit: 1
+  pools:
+    # a run holding an op of a pool waits in the queue until the pool has a free slot;
+    # trackflow_ingestion (the Kafka ingestion op): one at a time, the dlt state has one writer
+    granularity: run
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+def dagster_home() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+
+
+def ensure_local_instance(home: Path | None = None) -> Path:
+    """Create DAGSTER_HOME and its dagster.yaml unless one exists; returns the home."""
+    home = home or dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(LOCAL_DAGSTER_YAML)
+    return home
+
+
+if __name__ == "__main__":
+    print(ensure_local_instance() / "dagster.yaml")
+    sys.exit(0)

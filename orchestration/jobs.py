@@ -1,0 +1,36 @@
+"""Jobs: the micro-batch ingestion, the marts (per day partition or range), and everything."""
+
+import dagster as dg
+
+from orchestration.assets.keys import INGESTION_GROUP, MARTS_GROUP, STAGING_GROUP
+from orchestration.partitions import daily_partitions
+
+# run tag the production instance limits to one run at a time (deploy/dagster.yaml); the op's
+# pool (trackflow_ingestion) enforces the same for ad hoc runs launched from the asset graph
+INGESTION_TAGS = {"trackflow/role": "ingestion"}
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.groups(INGESTION_GROUP),
+    description="One bounded drain of the Kafka topic into raw (dlt), with its checks.",
+    tags=INGESTION_TAGS,
+)
+
+marts_job = dg.define_asset_job(
+    "marts_job",
+    selection=dg.AssetSelection.groups(STAGING_GROUP, MARTS_GROUP),
+    partitions_def=daily_partitions,
+    description=(
+        "Staging views and the marts for one day partition, or for a range in a single dbt "
+        "build with --vars min_date/max_date."
+    ),
+    tags={"trackflow/role": "transformation"},
+)
+
+everything_job = dg.define_asset_job(
+    "everything_job",
+    selection=dg.AssetSelection.all(),
+    partitions_def=daily_partitions,
+    description="Ingestion, staging and the marts of a partition range, in one run (make demo).",
+    tags={**INGESTION_TAGS},
+)
