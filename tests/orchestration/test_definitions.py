@@ -1,0 +1,109 @@
+"""Definitions load; the exact asset and check keys; every dbt source has an upstream dlt asset."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from orchestration.assets.ingestion import kafka_ingestion
+from orchestration.assets.keys import INGESTION_POOL
+from orchestration.definitions import defs
+from orchestration.partitions import daily_partitions
+from orchestration.project import dbt_project
+
+RAW = {dg.AssetKey(["raw", "tracking_events"]), dg.AssetKey(["raw", "tracking_events_rejected"])}
+CUSTOM_CHECKS = {
+    ("raw/tracking_events", "no_retention_gaps"),
+    ("raw/tracking_events", "consumer_lag"),
+    ("raw/tracking_events", "raw_freshness"),
+    ("raw/tracking_events", "duplicate_rate"),
+    ("raw/tracking_events_rejected", "rejected_rate"),
+    ("analytics/fct_sessions", "session_sanity"),
+}
+FUNNEL_CHECK = ("analytics/agg_funnel_daily", "funnel_monotonicity")
+
+
+def _manifest() -> dict:
+    return json.loads(dbt_project.manifest_path.read_text())
+
+
+def _model_key(node: dict) -> dg.AssetKey:
+    return dg.AssetKey([node["schema"], node["name"]])
+
+
+def test_definitions_load() -> None:
+    dg.Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    assert {j.name for j in repo.get_all_jobs()} >= {"ingest_job", "marts_job", "everything_job"}
+    assert {s.name for s in repo.schedule_defs} == {"ingest_schedule", "marts_schedule"}
+    assert {s.name for s in repo.sensor_defs} == {"late_data_sensor"}
+
+
+def test_exact_asset_keys() -> None:
+    models = [n for n in _manifest()["nodes"].values() if n["resource_type"] == "model"]
+    expected = RAW | {_model_key(n) for n in models}
+    assert set(defs.resolve_asset_graph().get_all_asset_keys()) == expected
+    # the marts of the dbt engineer's list, once they exist, are among them
+    assert {"fct_sessions", "dim_users"} <= {n["name"] for n in models}
+
+
+def test_exact_check_keys() -> None:
+    manifest = _manifest()
+    models = {uid: n for uid, n in manifest["nodes"].items() if n["resource_type"] == "model"}
+    dbt_checks = {
+        (_model_key(models[t["attached_node"]]).to_user_string(), t["name"])
+        for t in manifest["nodes"].values()
+        if t["resource_type"] == "test" and t.get("attached_node") in models
+    }
+    expected = CUSTOM_CHECKS | dbt_checks
+    if any(n["name"] == "agg_funnel_daily" for n in models.values()):
+        expected.add(FUNNEL_CHECK)
+    actual = {
+        (k.asset_key.to_user_string(), k.name)
+        for k in defs.resolve_asset_graph().asset_check_keys
+    }
+    assert actual == expected
+
+
+def test_every_dbt_source_is_loaded_by_a_dlt_asset() -> None:
+    graph = defs.resolve_asset_graph()
+    dlt_keys = set(kafka_ingestion.keys)
+    assert dlt_keys == RAW
+    manifest = _manifest()
+    for source in manifest["sources"].values():
+        key = dg.AssetKey([source["schema"], source["name"]])
+        assert key in dlt_keys, f"dbt source {source['unique_id']} has no dlt asset"
+        assert graph.get(key).is_materializable
+    # and the lineage is connected: the staging model reads the dlt asset
+    stg = dg.AssetKey(["staging", "stg_raw__tracking_events"])
+    assert dg.AssetKey(["raw", "tracking_events"]) in graph.get(stg).parent_keys
+    # one connected graph: every mart reaches the raw events upstream
+    for key in graph.get_all_asset_keys():
+        if key.path[0] == "analytics":
+            assert _reaches(graph, key), f"{key.to_user_string()} is cut off from raw"
+
+
+def _reaches(graph, key: dg.AssetKey) -> bool:
+    seen, todo = set(), [key]
+    while todo:
+        k = todo.pop()
+        if k == dg.AssetKey(["raw", "tracking_events"]):
+            return True
+        if k not in seen:
+            seen.add(k)
+            todo += list(graph.get(k).parent_keys)
+    return False
+
+
+def test_partitions_pools_and_policies() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if key.path[0] == "analytics":
+            assert node.partitions_def == daily_partitions
+            assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        else:
+            assert node.partitions_def is None
+    assert kafka_ingestion.op.pool == INGESTION_POOL
+    assert defs.resolve_job_def("ingest_job").tags["trackflow/role"] == "ingestion"
