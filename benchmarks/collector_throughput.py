@@ -31,6 +31,12 @@ WRITE_KEY = "bench-write-key"
 TOPIC = "bench.tracking.events"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def make_batch(size: int, n: int) -> bytes:
     """One request body of `size` events shaped like a browser's (about 600 bytes each)."""
     anon = [str(uuid.uuid4()) for _ in range(20)]
@@ -132,9 +138,13 @@ def main() -> None:
 
             bodies = [make_batch(args.batch, n) for n in range(64)]
             asyncio.run(post_for(url, bodies, args.warmup, args.concurrency))
+            assert broker.proc is not None
+            pids = {"collector": collector.pid, "broker": broker.proc.pid, "client": os.getpid()}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             ok, failed, latencies = asyncio.run(
                 post_for(url, bodies, args.seconds, args.concurrency)
             )
+            cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
             metrics = httpx.get(f"{url}/metrics").text
         finally:
             collector.terminate()
@@ -154,6 +164,11 @@ def main() -> None:
         f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms"
     )
     print(f"acknowledged by Kafka (collector metrics, incl. warm-up): {accepted and accepted[1]}")
+    print(
+        "cpu seconds used while measuring: "
+        + ", ".join(f"{name} {used:.1f}" for name, used in cpu.items())
+        + f"; collector cpu per event {cpu['collector'] / max(events, 1) * 1e6:.0f} us"
+    )
 
 
 if __name__ == "__main__":

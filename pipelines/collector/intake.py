@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import zlib
 from typing import Any
 
 from starlette.requests import Request
 
+from pipelines.collector.codec import loads
 from pipelines.collector.validation import Problem
 
 
@@ -76,7 +76,7 @@ async def read_body(request: Request, limit: int, what: str) -> bytes:
 
 def parse_object(body: bytes) -> dict[str, Any]:
     try:
-        parsed = json.loads(body)
+        parsed = loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestRefused(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):

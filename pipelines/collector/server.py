@@ -9,7 +9,6 @@ never drops an event that is not in Kafka. A request with any invalid event is r
 from __future__ import annotations
 
 import html
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipelines.collector.auth import key_from_authorization, key_from_body, source_for
+from pipelines.collector.codec import dumps
 from pipelines.collector.cors import CorsAllowList
 from pipelines.collector.enrich import enrich, partition_key, utc_now_iso
 from pipelines.collector.intake import RequestRefused, parse_object, read_body
@@ -56,10 +56,6 @@ ENDPOINTS: dict[str, str | None] = {
     "a": "alias",
     "b": None,
 }
-
-
-def _dumps(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class Collector:
@@ -170,7 +166,7 @@ class Collector:
                 batch_context=batch_context,
                 batch_sent_at=sent_at,
             )
-            value = _dumps(event)
+            value = dumps(event)
             # the limit holds for the message as stored, the size the warehouse checks too
             if len(value) > settings.max_event_bytes:
                 limit = settings.max_event_bytes

@@ -182,6 +182,7 @@ def test_invalid_events_are_listed_by_index_and_field_and_nothing_is_stored(
     ]
     for bad_body, what in [
         (b"{not json", "not valid JSON"),
+        (b'{"batch": [{"type": "page", "anonymousId": "a", "properties": {"v": NaN}}]}', "NaN"),
         (b"[1, 2]", "JSON object"),
         (b'{"batch": []}', "invalid batch"),
         (b'{"batch": {"type": "track"}}', "invalid batch"),
