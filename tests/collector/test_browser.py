@@ -270,3 +270,28 @@ def test_offline_queue_survives_a_reload(
     assert sorted(e["type"] for e in found) == ["page", "page", "track"]
     assert len({e["messageId"] for e in found}) == 3
     assert len({e["anonymousId"] for e in found}) == 1
+
+
+ASYNC_PAGE = """<!doctype html><html><head>
+<script>window.trackflow = window.trackflow || {q: []};
+['track', 'identify', 'page'].forEach(function (m) {
+  trackflow[m] = trackflow[m] || function () { trackflow.q.push([m, arguments]); };
+});</script>
+<script async src="/tracker.js" data-write-key="KEY" data-flush-interval="300"></script>
+<script>trackflow.identify('user-9', {plan: 'pro'}); trackflow.track('early', {a: 1});</script>
+</head><body></body></html>"""
+
+
+def test_async_snippet_replays_calls_made_before_load(
+    context: BrowserContext, broker: EmbeddedBroker, topic: str
+) -> None:
+    settings = collector_settings(broker.bootstrap, topic)
+    with LiveCollector(settings) as live:
+        html = ASYNC_PAGE.replace("KEY", WEB_KEY)
+        context.route(f"{live.url}/async", lambda r: r.fulfill(body=html, content_type="text/html"))
+        page = context.new_page()
+        page.goto(f"{live.url}/async")
+        found = wait_for_events(broker.bootstrap, topic, lambda es: len(es) >= 3)
+    assert [e["type"] for e in found] == ["identify", "track", "page"]
+    assert all(e["userId"] == "user-9" for e in found)
+    assert found[0]["traits"] == {"plan": "pro"}
