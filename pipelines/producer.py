@@ -41,6 +41,7 @@ def produce(
     *,
     partitions: int = DEFAULT_PARTITIONS,
     compression: str | None = None,
+    batch_bytes: int = 512 * 1024,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Send (key, value, timestamp_ms) messages with acks=all; returns how many were acknowledged."""
@@ -51,7 +52,7 @@ def produce(
         **settings.client_config(),
         acks="all",
         linger_ms=20,
-        batch_size=512 * 1024,
+        batch_size=batch_bytes,
         compression_type=compression,
         max_request_size=8 * 1024 * 1024,
     )

@@ -27,6 +27,7 @@ from .settings import (
     GAPS_TABLE,
     POLL_TIMEOUT_MS,
     RAW_DATASET,
+    REACHABLE_TIMEOUT_MS,
 )
 
 
@@ -398,7 +399,7 @@ def drain(
 def _ensure_reachable(consumer: KafkaConsumer, tps: list[TopicPartition], servers: str) -> None:
     """Empty polls also happen when the broker is gone; tell the two apart before stopping."""
     try:
-        consumer.end_offsets(tps)
+        consumer.end_offsets(tps, timeout_ms=REACHABLE_TIMEOUT_MS)
     except KafkaError as exc:
         raise BrokerUnavailable(
             f"KAFKA_BOOTSTRAP_SERVERS={servers} stopped answering mid-drain "

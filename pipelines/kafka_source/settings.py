@@ -22,6 +22,9 @@ EMPTY_POLLS_TO_STOP: Final = 2
 CONNECT_ATTEMPTS: Final = 5
 CONNECT_BACKOFF_S: Final = 0.5
 
+# how long an empty poll's follow-up metadata request may take before the broker counts as gone
+REACHABLE_TIMEOUT_MS: Final = 5_000
+
 CONSUMER_DEFAULTS: Final = {
     "enable_auto_commit": False,
     "auto_offset_reset": "none",
