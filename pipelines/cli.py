@@ -159,6 +159,24 @@ def ingest(
         console.print(f"[yellow]warning:[/yellow] {result.commit_error}")
 
 
+@app.command("replay-rejected")
+def replay_rejected(
+    error_code: Annotated[list[str] | None, typer.Option(
+        help="only rows with this error code (repeatable)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="count what would load, change nothing")] = False,
+) -> None:
+    """Re-validate dead letters and load the ones that now pass (each at most once)."""
+    from pipelines.replay import replay_rejected as run
+
+    try:
+        result = run(duckdb_path(), error_code, dry_run=dry_run)
+    except (FileNotFoundError, OSError) as exc:
+        raise fail(str(exc)) from None
+    verb = "would load" if dry_run else "loaded"
+    out.print(f"examined {result.examined} rejected messages: {verb} {result.loaded}, "
+              f"{result.still_rejected} still rejected")
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),

@@ -14,6 +14,7 @@ named by `type`, with `details` as properties (see LEGACY_* below).
 from __future__ import annotations
 
 import json
+import os
 import threading
 from datetime import date
 from typing import Final
@@ -23,8 +24,8 @@ import pyarrow as pa
 
 ENVELOPE_TYPES: Final = ("track", "page", "screen", "identify", "group", "alias")
 
-# limits: Segment documents 32 KB per event
-MAX_MESSAGE_BYTES: Final = 32 * 1024
+# limits: Segment documents 32 KB per event; raise it (and replay dead letters) if yours are bigger
+MAX_MESSAGE_BYTES: Final = int(os.environ.get("TRACKFLOW_MAX_EVENT_BYTES", 32 * 1024))
 MAX_DEPTH: Final = 32
 MAX_PROPERTY_KEYS: Final = 1000
 MAX_ID_LENGTH: Final = 256
@@ -182,7 +183,7 @@ case
   when not {_id_ok('anonymousId')} or not {_id_ok('userId')} then 'bad_identity'
   when coalesce({_str('anonymousId')}, '') = '' and coalesce({_str('userId')}, '') = ''
     then 'missing_identity'
-  when {_str('type')} = 'track' and ({_jtype('event')} <> 'VARCHAR' or {_str('event')} = '')
+  when {_str('type')} = 'track' and ({_jtype('event')} = 'NULL' or {_str('event')} = '')
     then 'missing_event'
   when {_jtype('event')} not in ('NULL', 'VARCHAR') or {_jtype('name')} not in ('NULL', 'VARCHAR')
     or not {_object_ok('context')} or not {_object_ok('properties')}
