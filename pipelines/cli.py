@@ -159,6 +159,22 @@ def ingest(
         console.print(f"[yellow]warning:[/yellow] {result.commit_error}")
 
 
+@app.command()
+def collect(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+) -> None:
+    """Run the Segment-compatible HTTP collector (write keys from COLLECTOR_WRITE_KEYS)."""
+    from pipelines.collector.server import serve
+    from pipelines.collector.settings import CollectorSettings, SettingsError
+
+    try:
+        settings = CollectorSettings.from_env()
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+    serve(host, port, settings)
+
+
 @app.command("replay-rejected")
 def replay_rejected(
     error_code: Annotated[list[str] | None, typer.Option(
