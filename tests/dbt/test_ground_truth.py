@@ -17,8 +17,9 @@ FAULTS = {"duplicates", "late", "skew", "malformed"}
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     work = tmp_path_factory.mktemp("truth")
     db = work / "warehouse.duckdb"
-    traffic = generate(events=6000, users=300, days=3, seed=5, start=date(2024, 3, 1),
-                       faults=FAULTS)
+    traffic = generate(
+        events=6000, users=300, days=3, seed=5, start=date(2024, 3, 1), faults=FAULTS
+    )
     append_raw(db, accepted_rows(traffic), "load-1")
     run_dbt(db, "build")
     return db, traffic.truth
@@ -40,10 +41,13 @@ def test_sessions_match_truth(built: tuple[Path, dict]) -> None:
     )
     assert sessions == truth["sessions"]
     assert events == truth["session_events"]
-    per_day = dict(query(
-        db, "select strftime(session_date, '%Y-%m-%d'), count(*) from analytics.fct_sessions "
-            "group by all"
-    ))
+    per_day = dict(
+        query(
+            db,
+            "select strftime(session_date, '%Y-%m-%d'), count(*) from analytics.fct_sessions "
+            "group by all",
+        )
+    )
     assert per_day == truth["sessions_per_day"]
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pytest
 
 from pipelines.events import ACCEPTED_COLUMNS, messages_table, validate
 from pipelines.generator import generate
@@ -67,14 +66,19 @@ def assert_same_as_full_refresh(db: Path) -> None:
 
 def as_accepted(rows: list[dict]) -> pa.Table:
     schema = validate(messages_table([]))[0].schema  # the columns ingestion lands
-    return pa.Table.from_pylist([{c: r[c] for c in ACCEPTED_COLUMNS} for r in rows],
-                                schema=schema)
+    return pa.Table.from_pylist([{c: r[c] for c in ACCEPTED_COLUMNS} for r in rows], schema=schema)
 
 
 def test_generator_batches_by_arrival_day_equal_full_refresh(tmp_path: Path) -> None:
     db = tmp_path / "warehouse.duckdb"
-    traffic = generate(events=3000, users=150, days=3, seed=17, start=date(2024, 3, 1),
-                       faults={"duplicates", "late", "skew", "malformed"})
+    traffic = generate(
+        events=3000,
+        users=150,
+        days=3,
+        seed=17,
+        start=date(2024, 3, 1),
+        faults={"duplicates", "late", "skew", "malformed"},
+    )
     batches = arrival_batches(accepted_rows(traffic))
     assert len(batches) >= 4, "expected late data arriving after the last generated day"
     for i, batch in enumerate(batches):
@@ -94,37 +98,68 @@ def test_day_by_day_runs_with_late_bridge_and_late_login(tmp_path: Path) -> None
     # visit that crosses midnight into day 2
     on_day1 = [
         raw_row(type="page", at=day1 + timedelta(hours=10), anonymous_id="a1", path="/"),
-        raw_row(type="page", at=day1 + timedelta(hours=10, minutes=20), anonymous_id="a1",
-                path="/pricing"),
-        raw_row(type="page", at=day1 + timedelta(hours=11, minutes=10), anonymous_id="a1",
-                path="/"),
+        raw_row(
+            type="page",
+            at=day1 + timedelta(hours=10, minutes=20),
+            anonymous_id="a1",
+            path="/pricing",
+        ),
+        raw_row(
+            type="page", at=day1 + timedelta(hours=11, minutes=10), anonymous_id="a1", path="/"
+        ),
         raw_row(type="page", at=day1 + timedelta(hours=9), anonymous_id="b1", path="/"),
-        raw_row(type="page", at=day1 + timedelta(hours=9, minutes=5), anonymous_id="b1",
-                path="/signup"),
-        raw_row(type="page", at=day1 + timedelta(hours=23, minutes=50), anonymous_id="c1",
-                path="/", skew=timedelta(hours=-3)),
-        raw_row(at=day1 + timedelta(hours=23, minutes=55), anonymous_id="c1",
-                event="Product Viewed", skew=timedelta(hours=-3)),
+        raw_row(
+            type="page", at=day1 + timedelta(hours=9, minutes=5), anonymous_id="b1", path="/signup"
+        ),
+        raw_row(
+            type="page",
+            at=day1 + timedelta(hours=23, minutes=50),
+            anonymous_id="c1",
+            path="/",
+            skew=timedelta(hours=-3),
+        ),
+        raw_row(
+            at=day1 + timedelta(hours=23, minutes=55),
+            anonymous_id="c1",
+            event="Product Viewed",
+            skew=timedelta(hours=-3),
+        ),
     ]
     on_day2 = [
-        raw_row(at=day1 + timedelta(days=1, minutes=10), anonymous_id="c1",
-                event="Product Added", skew=timedelta(hours=-3)),
-        raw_row(type="page", at=day1 + timedelta(days=1, hours=8), user_id="u-b",
-                path="/"),
+        raw_row(
+            at=day1 + timedelta(days=1, minutes=10),
+            anonymous_id="c1",
+            event="Product Added",
+            skew=timedelta(hours=-3),
+        ),
+        raw_row(type="page", at=day1 + timedelta(days=1, hours=8), user_id="u-b", path="/"),
     ]
     # arriving on day 3: an offline phone's event from day 1 that bridges a1's two sessions,
     # b1's login (so its day-1 visit belongs to u-b), u-b signing up, and a redelivery
     on_day3 = [
-        raw_row(type="screen", name="Home", at=day1 + timedelta(hours=10, minutes=45),
-                anonymous_id="a1", delay=late),
-        raw_row(type="identify", at=day1 + timedelta(days=2, hours=9), anonymous_id="b1",
-                user_id="u-b"),
-        raw_row(at=day1 + timedelta(days=2, hours=9, minutes=1), anonymous_id="b1",
-                user_id="u-b", event="Signed Up"),
+        raw_row(
+            type="screen",
+            name="Home",
+            at=day1 + timedelta(hours=10, minutes=45),
+            anonymous_id="a1",
+            delay=late,
+        ),
+        raw_row(
+            type="identify", at=day1 + timedelta(days=2, hours=9), anonymous_id="b1", user_id="u-b"
+        ),
+        raw_row(
+            at=day1 + timedelta(days=2, hours=9, minutes=1),
+            anonymous_id="b1",
+            user_id="u-b",
+            event="Signed Up",
+        ),
         {**on_day1[0], "_kafka_offset": 10_000, "received_at": day1 + timedelta(days=2)},
     ]
-    runs = [(on_day1, ["2024-03-01"]), (on_day2, ["2024-03-01", "2024-03-02"]),
-            (on_day3, ["2024-03-01", "2024-03-03"])]
+    runs = [
+        (on_day1, ["2024-03-01"]),
+        (on_day2, ["2024-03-01", "2024-03-02"]),
+        (on_day3, ["2024-03-01", "2024-03-03"]),
+    ]
     for i, (rows, days) in enumerate(runs):
         append_raw(db, as_accepted(rows), f"load-{i}")
         for day in days:

@@ -23,18 +23,35 @@ DBT = Path(sys.executable).parent / "dbt"
 MARTS = ("fct_sessions", "dim_users", "fct_funnel_progress", "agg_funnel_daily")
 
 
-def run_dbt(db: Path, *args: str, vars: dict[str, Any] | None = None, check: bool = True,
-            work: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_dbt(
+    db: Path,
+    *args: str,
+    vars: dict[str, Any] | None = None,
+    check: bool = True,
+    work: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the dbt CLI against the warehouse `db` (its own target/log dirs under `work`)."""
     work = work or db.parent
-    cmd = [str(DBT), *args, "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
-           "--target-path", str(work / "dbt_target"), "--log-path", str(work / "dbt_logs")]
+    cmd = [
+        str(DBT),
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT),
+        "--profiles-dir",
+        str(DBT_PROJECT),
+        "--target-path",
+        str(work / "dbt_target"),
+        "--log-path",
+        str(work / "dbt_logs"),
+    ]
     if vars is not None:
         cmd += ["--vars", json.dumps(vars)]
     env = {**os.environ, "DUCKDB_PATH": str(db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+        )
     return proc
 
 
@@ -65,8 +82,10 @@ def append_raw(db: Path, rows: pa.Table, load_id: str) -> None:
             "create table if not exists raw.tracking_events as "
             "select *, ''::varchar as _dlt_load_id from batch limit 0"
         )
-        con.execute("insert into raw.tracking_events by name select *, ? as _dlt_load_id from batch",
-                    [load_id])
+        con.execute(
+            "insert into raw.tracking_events by name select *, ? as _dlt_load_id from batch",
+            [load_id],
+        )
         con.unregister("batch")
     finally:
         con.close()
