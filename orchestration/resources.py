@@ -58,17 +58,25 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def dbt_env(self) -> Iterator[None]:
-        """DUCKDB_PATH for a dbt invocation started inside the block (dbt runs in dbt_project/,
-        so a relative path would point elsewhere; the profile only reads the environment)."""
-        before = os.environ.get("DUCKDB_PATH")
-        os.environ["DUCKDB_PATH"] = str(self.path)
+        """The environment of a dbt invocation started inside the block.
+
+        DUCKDB_PATH absolute: dbt runs in dbt_project/, and the profile only reads the
+        environment. DBT_INDIRECT_SELECTION=buildable: the graph is split in two dbt_assets
+        (views, marts), and a test spanning both (a singular test reading a staging model and a
+        mart) must run with the build that makes all its parents, not with the first one.
+        dagster-dbt still sets its own value when a run selects individual checks.
+        """
+        wanted = {"DUCKDB_PATH": str(self.path), "DBT_INDIRECT_SELECTION": "buildable"}
+        before = {k: os.environ.get(k) for k in wanted}
+        os.environ.update(wanted)
         try:
             yield
         finally:
-            if before is None:
-                os.environ.pop("DUCKDB_PATH", None)
-            else:
-                os.environ["DUCKDB_PATH"] = before
+            for key, value in before.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 class IngestionConfig(dg.ConfigurableResource):

@@ -1,5 +1,8 @@
-"""Fixtures of the Dagster tests. The dbt manifest is re-parsed once per session (so models the
-dbt project added since the last parse are assets), before the definitions are imported."""
+"""Fixtures of the Dagster tests.
+
+The dbt manifest is re-parsed once per session, before any test module imports the
+definitions, so models and tests the dbt project added since the last parse are in the graph.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+os.environ["TRACKFLOW_DBT_PARSE"] = "1"
+import orchestration.project  # noqa: E402,F401 - parses the dbt project now
 
-@pytest.fixture(scope="session", autouse=True)
-def _fresh_manifest() -> None:
-    os.environ["TRACKFLOW_DBT_PARSE"] = "1"
-    import orchestration.definitions  # noqa: F401 - parses, then loads the definitions
-
-    os.environ.pop("TRACKFLOW_DBT_PARSE", None)
+os.environ.pop("TRACKFLOW_DBT_PARSE", None)
 
 
 @pytest.fixture(scope="module")
