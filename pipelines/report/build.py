@@ -1,0 +1,246 @@
+"""build_report: the warehouse in, one self-contained HTML file (plus a PNG of the main funnel)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import vl_convert as vlc
+
+from pipelines.config import duckdb_path
+from pipelines.report import charts, page
+from pipelines.report.quality import (
+    dbt_checks,
+    empty_quality,
+    given_checks,
+    quality,
+    warehouse_checks,
+)
+from pipelines.report.warehouse import (
+    Warehouse,
+    channel_platform_sessions,
+    channels,
+    declared_funnels,
+    funnels,
+    headline,
+    landing_pages,
+    missing_marts,
+    period,
+    sessions_daily,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+DBT_PROJECT_DIR = REPO / "dbt_project"
+REPORT_NAME = "report.html"
+
+
+class ReportError(RuntimeError):
+    """The report could not be built; the message says why in one line."""
+
+
+@dataclass
+class ReportSummary:
+    path: Path  # the HTML file
+    has_data: bool
+    headline: dict[str, Any]  # sessions, users, rates, rejected_rate, checks_failed, ...
+    markdown: str  # a small preview table for Dagster (MetadataValue.md)
+    funnel_png: bytes | None = None  # the main funnel chart, for Dagster's preview
+    funnel_png_path: Path | None = None
+    data: dict[str, Any] = field(default_factory=dict, repr=False)  # what the page embeds
+
+
+def default_output(warehouse: Path | None = None) -> Path:
+    """report.html next to the warehouse (data/report.html by default)."""
+    return (warehouse or duckdb_path()).parent / REPORT_NAME
+
+
+def build_report(
+    warehouse: Path | None = None,
+    output: Path | None = None,
+    checks: list[dict[str, Any]] | None = None,
+    *,
+    dbt_run_results: Path | None = None,
+    dbt_project_dir: Path | None = DBT_PROJECT_DIR,
+    now: datetime | None = None,
+) -> ReportSummary:
+    """Write the report for `warehouse` (DUCKDB_PATH) to `output` (report.html beside it).
+
+    `checks` are check results from the caller (Dagster), each a dict with at least `name` and
+    `passed` (optional: source, asset, severity, actual, threshold, detail, ran_at). dbt test
+    results are read from `dbt_run_results` (a run_results.json) when given, and the warehouse's
+    own evidence (ingestion gaps) is always checked. A warehouse without data gives a page that
+    says so. Raises ReportError if the warehouse cannot be read.
+    """
+    warehouse = (warehouse or duckdb_path()).resolve()
+    output = (output or default_output(warehouse)).resolve()
+    now = now or datetime.now(UTC)
+    data = collect(warehouse, now, checks, dbt_run_results, dbt_project_dir)
+    specs = chart_specs(data)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(page.render(data, specs), encoding="utf-8")
+    tmp.replace(output)  # a reader never sees half a report
+
+    png, png_path = None, None
+    main = next((f for f in data.get("funnels", []) if f["entered"]), None)
+    if main is not None:
+        png = vlc.vegalite_to_png(specs[f"funnel:{main['name']}"], scale=1.0)
+        png_path = output.with_name(output.stem + ".funnel.png")
+        png_path.write_bytes(png)
+    return ReportSummary(
+        path=output,
+        has_data=data["has_data"],
+        headline=headline_numbers(data),
+        markdown=markdown(data),
+        funnel_png=png,
+        funnel_png_path=png_path,
+        data=data,
+    )
+
+
+def collect(
+    warehouse: Path,
+    now: datetime,
+    checks: list[dict[str, Any]] | None = None,
+    dbt_run_results: Path | None = None,
+    dbt_project_dir: Path | None = DBT_PROJECT_DIR,
+) -> dict[str, Any]:
+    """Everything the page shows, as JSON-ready data (embedded in the page as `report-data`)."""
+    data: dict[str, Any] = {
+        "version": 1,
+        "generated_at": now.astimezone(UTC).isoformat(),
+        "warehouse": str(warehouse),
+        "has_data": False,
+        "empty_reason": None,
+        "period": None,
+        "headline": None,
+        "funnels": [],
+        "sessions_daily": [],
+        "landing_pages": [],
+        "channels": [],
+        "channel_platform_sessions": [],
+        "quality": None,
+    }
+    extra = given_checks(checks) + dbt_checks(dbt_run_results)
+    if not warehouse.exists():
+        data["empty_reason"] = f"The warehouse {warehouse} does not exist yet."
+        data["quality"] = {**empty_quality(), "checks": extra}
+        return data
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise ReportError(
+            f"cannot read the warehouse {warehouse}: {first}; if another process is writing "
+            "it (ingest, dbt), try again when it is done"
+        ) from None
+    try:
+        wh = Warehouse(con)
+        q = quality(wh, now)
+        q["checks"] = extra + warehouse_checks(wh, q)
+        data["quality"] = q
+        missing = missing_marts(wh)
+        if missing:
+            data["empty_reason"] = (
+                "The marts are not built yet (missing: "
+                + ", ".join(f"analytics.{m}" for m in missing)
+                + ")."
+            )
+            return data
+        if not con.execute("select count(*) from analytics.fct_sessions").fetchone()[0]:
+            data["empty_reason"] = "analytics.fct_sessions has no sessions yet."
+            return data
+        data.update(
+            has_data=True,
+            period=period(wh),
+            headline=headline(wh),
+            funnels=funnels(wh, declared_funnels(dbt_project_dir)),
+            sessions_daily=sessions_daily(wh),
+            landing_pages=landing_pages(wh),
+            channels=channels(wh),
+            channel_platform_sessions=channel_platform_sessions(wh),
+        )
+        return data
+    finally:
+        con.close()
+
+
+def chart_specs(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Chart id -> Vega-Lite spec; the page has one element per id (data-chart=...)."""
+    specs: dict[str, dict[str, Any]] = {}
+    if data["has_data"]:
+        for f in data["funnels"]:
+            if not f["entered"]:
+                continue
+            specs[f"funnel:{f['name']}"] = charts.funnel(f)
+            specs[f"funnel:{f['name']}:platform"] = charts.funnel_breakdown(f, "platform")
+            specs[f"funnel:{f['name']}:channel"] = charts.funnel_breakdown(f, "channel")
+        specs["sessions_users"] = charts.sessions_users(data["sessions_daily"])
+        specs["rates"] = charts.rates(data["sessions_daily"])
+        specs["landing_pages"] = charts.landing_pages(data["landing_pages"])
+        specs["channels"] = charts.channels(data["channel_platform_sessions"])
+    q = data["quality"]
+    if q and q["rejected_by_code"]:
+        specs["rejected_by_code"] = charts.rejected_by_code(q["rejected_by_code"])
+    data["charts"] = sorted(specs)
+    return specs
+
+
+def headline_numbers(data: dict[str, Any]) -> dict[str, Any]:
+    q = data["quality"] or {}
+    checks = q.get("checks", [])
+    out: dict[str, Any] = {
+        "has_data": data["has_data"],
+        "rejected_rate": q.get("rejected_rate"),
+        "last_load_at": q.get("last_load_at"),
+        "checks_passed": sum(c["passed"] for c in checks),
+        "checks_failed": sum(not c["passed"] for c in checks),
+        "charts": len(data.get("charts", [])),
+    }
+    if data["has_data"]:
+        h = data["headline"]
+        out.update(
+            sessions=h["sessions"],
+            users=h["users"],
+            bounce_rate=h["bounce_rate"],
+            engagement_rate=h["engagement_rate"],
+        )
+        for f in data["funnels"]:
+            out[f"funnel_{f['name']}_conversion"] = f["conversion_rate"]
+    return out
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """A small preview for Dagster's asset page: headline numbers and the main funnel's steps."""
+    if not data["has_data"]:
+        return f"**No data yet.** {data['empty_reason']}"
+    h, p, q = data["headline"], data["period"], data["quality"]
+    lines = [
+        f"**{p['first_date']} to {p['last_date']}**",
+        "",
+        "| sessions | users | bounce | engaged | rejected |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {page.number(h['sessions'])} | {page.number(h['users'])} | "
+        f"{page.percent(h['bounce_rate'])} | {page.percent(h['engagement_rate'])} | "
+        f"{page.percent(q['rejected_rate'], 2)} |",
+    ]
+    main = next((f for f in data["funnels"] if f["entered"]), None)
+    if main:
+        lines += [
+            "",
+            f"**Funnel {main['name']}** (median time to convert "
+            f"{page.duration(main['median_seconds_to_convert'])})",
+            "",
+            "| step | reached | from previous | from first |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {s['step_number']}. {s['step_name']} | {page.number(s['reached'])} | "
+            f"{page.percent(s['conversion_from_previous'])} | "
+            f"{page.percent(s['conversion_from_first'])} |"
+            for s in main["steps"]
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,205 @@
+"""The report's numbers, read back from the JSON embedded in the HTML, equal the marts (queried
+here independently) and the generator's ground truth."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.report import ReportSummary, build_report
+from tests.helpers import query, scalar
+from tests.report.conftest import DAGSTER_CHECK, REPO_ROOT, DemoWarehouse, embedded
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def data(report: ReportSummary) -> dict:
+    return embedded(report.path)
+
+
+def test_every_declared_funnel_is_in_the_report(data: dict) -> None:
+    config = yaml.safe_load((REPO_ROOT / "dbt_project" / "dbt_project.yml").read_text())
+    declared = [f["name"] for f in config["vars"]["funnels__definitions"]]
+    assert [f["name"] for f in data["funnels"]][: len(declared)] == declared
+    assert data["has_data"] is True
+
+
+def test_funnel_steps_and_conversion_equal_the_marts(demo_warehouse: DemoWarehouse,
+                                                     data: dict) -> None:
+    wh = demo_warehouse.path
+    reached = {
+        (f, s): n
+        for f, s, n in query(wh, "select funnel_name, step_number, sum(attempts_reached) "
+                                 "from analytics.agg_funnel_daily group by all")
+    }
+    attempts = {
+        f: (n, c)
+        for f, n, c in query(wh, "select funnel_name, count(*), count(*) filter (where "
+                                 "is_converted) from analytics.fct_funnel_progress group by 1")
+    }
+    medians = dict(query(wh, "select funnel_name, quantile_cont(seconds_to_convert, 0.5) from "
+                             "analytics.fct_funnel_progress where is_converted group by 1"))
+    assert {f["name"] for f in data["funnels"] if f["entered"]} == set(attempts)
+    checked = 0
+    for f in data["funnels"]:
+        if not f["entered"]:
+            continue
+        entered, converted = attempts[f["name"]]
+        assert (f["entered"], f["converted"]) == (entered, converted), f["name"]
+        assert f["conversion_rate"] == pytest.approx(converted / entered)
+        assert [s["reached"] for s in f["steps"]] == [
+            reached[(f["name"], k)] for k in range(1, f["step_count"] + 1)
+        ]
+        for prev, s in zip(f["steps"], f["steps"][1:], strict=False):
+            assert s["conversion_from_previous"] == pytest.approx(
+                s["reached"] / prev["reached"] if prev["reached"] else None
+            )
+        if f["name"] in medians:
+            assert f["median_seconds_to_convert"] == pytest.approx(medians[f["name"]])
+            checked += 1
+        else:
+            assert f["median_seconds_to_convert"] is None
+    assert checked, "the demo data should convert at least one funnel"
+
+
+def test_funnel_breakdowns_equal_the_marts(demo_warehouse: DemoWarehouse, data: dict) -> None:
+    for dim in ("platform", "channel"):
+        expected = {
+            (f, v, s): (e, r)
+            for f, v, s, e, r in query(
+                demo_warehouse.path,
+                f"select funnel_name, {dim}, step_number, sum(attempts_entered), "
+                f"sum(attempts_reached) from analytics.agg_funnel_daily group by all",
+            )
+        }
+        got = {
+            (f["name"], row[dim], row["step_number"]): (row["entered"], row["reached"])
+            for f in data["funnels"]
+            for row in f[f"by_{dim}"]
+        }
+        assert got == expected, dim
+
+
+def test_sessions_users_and_rates_per_day_equal_the_marts(demo_warehouse: DemoWarehouse,
+                                                          data: dict) -> None:
+    rows = query(
+        demo_warehouse.path,
+        """select session_date::varchar, count(*), count(distinct user_key),
+                  sum(case when is_bounce then 1 else 0 end),
+                  sum(case when is_engaged then 1 else 0 end)
+           from analytics.fct_sessions group by 1 order by 1""",
+    )
+    got = [
+        (d["date"], d["sessions"], d["users"], d["bounces"], d["engaged"])
+        for d in data["sessions_daily"]
+    ]
+    assert got == [tuple(r) for r in rows]
+    assert len(got) >= 2  # two days of traffic
+    for d in data["sessions_daily"]:
+        assert d["bounce_rate"] == pytest.approx(d["bounces"] / d["sessions"])
+        assert d["engagement_rate"] == pytest.approx(d["engaged"] / d["sessions"])
+    h = data["headline"]
+    assert h["sessions"] == scalar(demo_warehouse.path, "select count(*) from "
+                                   "analytics.fct_sessions")
+    assert h["users"] == scalar(demo_warehouse.path, "select count(*) from analytics.dim_users")
+    assert h["bounce_rate"] == pytest.approx(sum(r[3] for r in rows) / h["sessions"])
+
+
+def test_landing_pages_and_channels_equal_the_marts(demo_warehouse: DemoWarehouse,
+                                                    data: dict) -> None:
+    sessions = query(
+        demo_warehouse.path,
+        "select landing_page_path, landing_screen_name, channel from analytics.fct_sessions",
+    )
+    pages = Counter(
+        path if path is not None else (f"screen: {screen}" if screen is not None else "(none)")
+        for path, screen, _ in sessions
+    )
+    top = sorted(pages.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    assert [(p["landing_page"], p["sessions"]) for p in data["landing_pages"]] == top
+    by_channel = Counter(channel for _, _, channel in sessions)
+    assert {c["channel"]: c["sessions"] for c in data["channels"]} == dict(by_channel)
+
+
+def test_quality_panel_equals_the_raw_tables(demo_warehouse: DemoWarehouse, data: dict) -> None:
+    q = data["quality"]
+    wh = demo_warehouse.path
+    codes = dict(query(wh, "select error_code, count(*) from raw.tracking_events_rejected "
+                           "group by 1"))
+    assert {r["error_code"]: r["rejected"] for r in q["rejected_by_code"]} == codes
+    assert q["rejected"] == demo_warehouse.truth["malformed"] == sum(codes.values())
+    accepted = scalar(wh, "select count(*) from raw.tracking_events")
+    assert q["accepted"] == accepted
+    assert q["rejected_rate"] == pytest.approx(q["rejected"] / (accepted + q["rejected"]))
+    last = scalar(wh, "select max(inserted_at) from raw._dlt_loads where status = 0")
+    assert q["last_load_at"] == last.isoformat()
+    assert q["open_gaps"] == []
+
+
+def test_check_results_come_from_dagster_dbt_and_the_warehouse(data: dict,
+                                                                report: ReportSummary) -> None:
+    checks = data["quality"]["checks"]
+    by_source = Counter(c["source"] for c in checks)
+    assert by_source["dagster"] == 1 and by_source["dbt"] > 10 and by_source["warehouse"] >= 0
+    dagster = next(c for c in checks if c["source"] == "dagster")
+    assert (dagster["name"], dagster["passed"], dagster["threshold"]) == (
+        DAGSTER_CHECK["name"], False, DAGSTER_CHECK["threshold"])
+    assert all(c["passed"] for c in checks if c["source"] == "dbt")  # dbt build passed
+    html = report.path.read_text(encoding="utf-8")
+    assert re.search(r'<tr class="fail"><td>FAIL</td><td>dagster</td><td>rejected_rate</td>', html)
+    assert report.headline["checks_failed"] == 1
+
+
+def test_summary_for_dagster(report: ReportSummary, data: dict) -> None:
+    main = data["funnels"][0]
+    assert report.has_data and report.path.exists()
+    assert report.funnel_png and report.funnel_png.startswith(b"\x89PNG")
+    assert report.funnel_png_path and report.funnel_png_path.read_bytes() == report.funnel_png
+    assert f"**Funnel {main['name']}**" in report.markdown
+    for s in main["steps"]:
+        assert f"| {s['step_number']}. {s['step_name']} | {s['reached']:,} |" in report.markdown
+    assert report.headline["sessions"] == data["headline"]["sessions"]
+
+
+def test_page_is_self_contained(report: ReportSummary, data: dict) -> None:
+    html = report.path.read_text(encoding="utf-8")
+    # no script, stylesheet, image or frame is fetched (the browser test also blocks the network)
+    markup = re.sub(r"(<script[^>]*>).*?</script>", r"\1</script>", html, flags=re.S)
+    assert not re.search(r"<(script|img|link|iframe)[^>]+(src|href)=", markup)
+    assert "vegaEmbed" in html
+    specs = embedded(report.path, "report-specs")
+    ids = re.findall(r'<div class="chart" data-chart="([^"]+)"></div>', html)
+    assert sorted(ids) == sorted(specs) == data["charts"]
+    assert len(ids) == 3 * sum(1 for f in data["funnels"] if f["entered"]) + 5
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "raw_only"])
+def test_no_data_yet(tmp_path: Path, kind: str, demo_warehouse: DemoWarehouse) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    if kind == "empty":
+        import duckdb
+
+        duckdb.connect(str(warehouse)).close()
+    elif kind == "raw_only":
+        import duckdb
+
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute(f"attach '{demo_warehouse.path}' as demo (read_only)")
+            con.execute("create schema raw")
+            con.execute("create table raw.tracking_events as select * from "
+                        "demo.raw.tracking_events")
+    summary = build_report(warehouse, tmp_path / "report.html")
+    data = embedded(summary.path)
+    assert summary.has_data is False and data["has_data"] is False
+    assert "No data yet" in summary.path.read_text(encoding="utf-8")
+    assert summary.markdown.startswith("**No data yet.**")
+    assert summary.funnel_png is None
+    assert (kind == "missing") == (not warehouse.exists() or kind == "missing")
+    if kind == "raw_only":
+        assert "analytics.fct_sessions" in data["empty_reason"]
+        assert data["quality"]["accepted"] > 0
