@@ -118,13 +118,19 @@ _TYPES_SQL: Final = "[" + ", ".join(f"'{t}'" for t in ENVELOPE_TYPES) + "]"
 
 
 def _jtype(name: str) -> str:
-    # json_type of a missing key is NULL; an explicit JSON null is 'NULL'
-    return f"coalesce(jt[{_FIELDS.index(name) + 1}], 'NULL')"
+    # json type of the field; 'NULL' for missing keys and explicit nulls alike
+    return f"t_{_FIELDS.index(name)}"
 
 
 def _str(name: str) -> str:
     # the string value, or the JSON text of an object/array
-    return f"js[{_FIELDS.index(name) + 1}]"
+    return f"v_{_FIELDS.index(name)}"
+
+
+# each list element pulled out once, as its own column
+_FIELD_COLUMNS: Final = ",\n    ".join(
+    f"coalesce(jt[{i + 1}], 'NULL') as t_{i}, js[{i + 1}] as v_{i}" for i in range(len(_FIELDS))
+)
 
 
 def _ts(name: str) -> str:
@@ -170,10 +176,10 @@ case
   when octet_length(value) > {MAX_MESSAGE_BYTES} then 'too_large'
   when key is not null and key_s is null then 'bad_key'
   when s is null then 'not_utf8'
-  when not json_valid(s) then 'not_json'
+  when top_type is null then 'not_json'
   when not is_object then 'not_object'
   when is_deep then 'too_deep'
-  when len(list_distinct(json_keys(s))) <> len(json_keys(s)) then 'duplicate_keys'
+  when len(list_distinct(top_keys)) <> len(top_keys) then 'duplicate_keys'
   when contains(s, chr(0)) or contains(s, '\\u0000') then 'nul_byte'
   when is_legacy then null
   when {_jtype('type')} <> 'VARCHAR' or not list_contains({_TYPES_SQL}, {_str('type')})
@@ -204,7 +210,7 @@ case error_code
   when 'bad_key' then 'Kafka key is not valid UTF-8'
   when 'not_utf8' then 'message value is not valid UTF-8'
   when 'not_json' then 'message value is not valid JSON'
-  when 'not_object' then 'expected a JSON object, got ' || lower(json_type(s))
+  when 'not_object' then 'expected a JSON object, got ' || lower(top_type)
   when 'too_deep' then 'objects/arrays nest deeper than {MAX_DEPTH} levels'
   when 'duplicate_keys' then 'duplicate keys in the top-level object'
   when 'nul_byte' then 'message contains a NUL character'
@@ -235,19 +241,29 @@ _VALIDATE_SQL = f"""
 with decoded as (
   select *, try(decode(value)) as s, try(decode(key)) as key_s from batch
 ),
+typed as (
+  -- one parse: NULL for invalid JSON, else the top-level type
+  select *, try(json_type(s)) as top_type from decoded
+),
 extracted as (
   select *,
-    case when is_object then json_type(s, {_PATHS}) end as jt,
-    case when is_object then json_extract_string(s, {_PATHS}) end as js
-  from (select *, coalesce(case when json_valid(s) then json_type(s) = 'OBJECT' end, false) as is_object
-        from decoded)
+    coalesce(top_type = 'OBJECT', false) as is_object,
+    case when top_type = 'OBJECT' then json_type(s, {_PATHS}) end as jt,
+    case when top_type = 'OBJECT' then json_extract_string(s, {_PATHS}) end as js,
+    case when top_type = 'OBJECT' then json_keys(s) end as top_keys
+  from typed
+),
+fields as (
+  select *,
+    {_FIELD_COLUMNS}
+  from extracted
 ),
 timed as (
   select *,
     try_cast({_str('timestamp')} as timestamptz) as ts_device,
     try_cast({_str('sentAt')} as timestamptz) as ts_sent,
     try_cast({_str('receivedAt')} as timestamptz) as ts_received
-  from extracted
+  from fields
 ),
 flagged as (
   select *,
@@ -257,12 +273,15 @@ flagged as (
 ),
 checked as (
   select *, {_ERROR_CASE} as error_code from flagged
+),
+validated as (
+  select *, {_MESSAGE_CASE} as error_message from checked
 )
-select *, {_MESSAGE_CASE} as error_message from checked
 """
 
-_ACCEPTED_SQL = f"""
+_SPLIT_SQL = _VALIDATE_SQL + f"""
 select
+  error_code, error_message, key as key_bytes, value as raw_payload,
   _kafka_topic, _kafka_partition, _kafka_offset, _kafka_timestamp, key_s as _kafka_key,
   case when is_legacy then 'legacy-' || sha256(s) else {_str('messageId')} end as message_id,
   case when is_legacy then 'track' else {_str('type')} end as type,
@@ -281,17 +300,9 @@ select
   end as properties,
   case when {_jtype('traits')} = 'OBJECT' then {_str('traits')} end as traits,
   s as payload
-from validated where error_code is null
-order by _kafka_partition, _kafka_offset
+from validated
 """
 
-_REJECTED_SQL = """
-select
-  _kafka_topic, _kafka_partition, _kafka_offset, _kafka_timestamp,
-  key_s as _kafka_key, key as key_bytes, value as payload, error_code, error_message
-from validated where error_code is not null
-order by _kafka_partition, _kafka_offset
-"""
 
 _local = threading.local()
 
@@ -354,18 +365,30 @@ def _deep_messages(messages: pa.Table) -> list[int]:
 
 def validate(messages: pa.Table) -> tuple[pa.Table, pa.Table]:
     """Split a batch of Kafka messages (MESSAGE_SCHEMA) into (accepted, rejected) Arrow tables."""
+    import pyarrow.compute as pc
+
     con = _connection()
     con.register("batch", messages)
     try:
-        con.execute(
-            f"create or replace temp table validated as {_VALIDATE_SQL}",
-            [_deep_messages(messages)],
-        )
-        accepted = con.sql(_ACCEPTED_SQL).to_arrow_table()
-        rejected = con.sql(_REJECTED_SQL).to_arrow_table()
+        result = con.sql(_SPLIT_SQL, params=[_deep_messages(messages)]).to_arrow_table()
     finally:
         con.unregister("batch")
-        con.execute("drop table if exists validated")
+    ok = pc.is_null(result.column("error_code"))
+    accepted = result.filter(ok).select(list(ACCEPTED_COLUMNS))
+    bad = result.filter(pc.invert(ok))
+    rejected = pa.table(
+        {
+            "_kafka_topic": bad.column("_kafka_topic"),
+            "_kafka_partition": bad.column("_kafka_partition"),
+            "_kafka_offset": bad.column("_kafka_offset"),
+            "_kafka_timestamp": bad.column("_kafka_timestamp"),
+            "_kafka_key": bad.column("_kafka_key"),
+            "key_bytes": bad.column("key_bytes"),
+            "payload": bad.column("raw_payload"),
+            "error_code": bad.column("error_code"),
+            "error_message": bad.column("error_message"),
+        }
+    )
     return accepted, rejected
 
 

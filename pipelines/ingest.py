@@ -75,10 +75,6 @@ class IngestResult:
         )
 
 
-# the load id on every raw row lets models and checks tell one load from another
-dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
-
-
 def pipeline_for(warehouse: Path, pipeline_name: str = PIPELINE_NAME) -> dlt.Pipeline:
     # the dlt working dir (local state, pending packages) travels with the warehouse file
     warehouse = warehouse.resolve()

@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any
 
 import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
 from kafka import TopicPartition
 
 from pipelines.config import KafkaSettings
@@ -63,8 +65,8 @@ def kafka_source(
         if not state.get("tables_created"):
             # zero-row tables on the first run, so readers (dbt sources) always find both
             empty_accepted, empty_rejected = validate(messages_table([]))
-            yield empty_accepted
-            yield dlt.mark.with_table_name(empty_rejected, REJECTED_TABLE)
+            yield with_load_id(empty_accepted)
+            yield dlt.mark.with_table_name(with_load_id(empty_rejected), REJECTED_TABLE)
             state["tables_created"] = True
 
         consumer = connect(settings)
@@ -85,9 +87,9 @@ def kafka_source(
                 max_messages=max_messages,
                 max_seconds=max_seconds,
                 servers=settings.bootstrap_servers,
-                on_batch=on_batch,
             ):
                 accepted, rejected = validate(messages)
+                accepted, rejected = with_load_id(accepted), with_load_id(rejected)
                 stats.accepted += accepted.num_rows
                 stats.rejected += rejected.num_rows
                 stats.event_days.update(event_days(accepted))
@@ -98,7 +100,16 @@ def kafka_source(
                 # advanced in the same extract as the rows: saved with the load or not at all
                 for tp, (nxt, fp) in last.items():
                     offsets.setdefault(tp.topic, {})[str(tp.partition)] = {"next": nxt, "fp": fp}
+                if on_batch:
+                    on_batch(stats)
         finally:
             consumer.close()
 
     return tracking_events
+
+
+def with_load_id(table: pa.Table) -> pa.Table:
+    """Stamp dlt's load id on every row here, so dlt's normalizer need not rewrite the files."""
+    load_id = dlt.current.load_package_state()["load_id"]
+    column = pc.fill_null(pa.nulls(table.num_rows, pa.string()), load_id)
+    return table.append_column("_dlt_load_id", column)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -318,14 +320,78 @@ def drain(
     max_messages: int,
     max_seconds: float,
     servers: str,
-    on_batch: Callable[[DrainStats], None] | None = None,
 ) -> Iterator[tuple[pa.Table, dict[TopicPartition, tuple[int, str]]]]:
     """Yield (messages, last record per partition) micro-batches until caught up or a limit.
 
-    Stops when every partition has passed the end offset captured at start (then empties what
-    the client already fetched without waiting), after consecutive empty polls, or at
-    max_messages / max_seconds. Offsets are only advanced by the caller, with the load.
+    Polling runs in a background thread so the next fetch overlaps with validating and loading
+    the previous batch (DuckDB and Arrow release the GIL). Stops when every partition has passed
+    the end offset captured at start (then empties what the client already fetched without
+    waiting), after consecutive empty polls, or at max_messages / max_seconds. Offsets are only
+    advanced by the caller, with the load.
     """
+    ready: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    poller = threading.Thread(
+        target=_poll_batches,
+        args=(consumer, positions, stats, ready, stop),
+        kwargs={"batch_size": batch_size, "max_messages": max_messages,
+                "max_seconds": max_seconds, "servers": servers},
+        name="kafka-poller",
+        daemon=True,
+    )
+    poller.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while poller.is_alive():  # unblock a poller waiting on a full queue
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                poller.join(0.05)
+
+
+_DONE = object()
+
+
+def _poll_batches(
+    consumer: KafkaConsumer,
+    positions: list[PartitionPosition],
+    stats: DrainStats,
+    ready: queue.Queue[Any],
+    stop: threading.Event,
+    *,
+    batch_size: int,
+    max_messages: int,
+    max_seconds: float,
+    servers: str,
+) -> None:
+    try:
+        _poll_loop(consumer, positions, stats, ready, stop, batch_size=batch_size,
+                   max_messages=max_messages, max_seconds=max_seconds, servers=servers)
+        ready.put(_DONE)
+    except BaseException as exc:  # handed to the consuming thread, which re-raises it
+        ready.put(exc)
+
+
+def _poll_loop(
+    consumer: KafkaConsumer,
+    positions: list[PartitionPosition],
+    stats: DrainStats,
+    ready: queue.Queue[Any],
+    stop: threading.Event,
+    *,
+    batch_size: int,
+    max_messages: int,
+    max_seconds: float,
+    servers: str,
+) -> None:
     consumer.assign([p.tp for p in positions])
     for p in positions:
         consumer.seek(p.tp, p.start)
@@ -338,17 +404,17 @@ def drain(
     # already at the end: only empty what arrives without waiting
     flushing = all(nxt[tp] >= target[tp] for tp in target)
 
-    def emit() -> tuple[pa.Table, dict[TopicPartition, tuple[int, str]]]:
+    def emit() -> None:
         nonlocal cols, last
         table = pa.Table.from_arrays(
             [pa.array(c, type=f.type) for c, f in zip(cols, MESSAGE_SCHEMA, strict=True)],
             schema=MESSAGE_SCHEMA,
         )
-        out = (table, last)
+        stats.batches += 1
+        ready.put((table, last))
         cols, last = [[], [], [], [], [], []], {}
-        return out
 
-    while True:
+    while not stop.is_set():
         if stats.messages >= max_messages:
             stats.stopped_because = "max_messages"
             break
@@ -383,17 +449,11 @@ def drain(
             stats.messages += len(records)
         stats.next_offsets = dict(nxt)
         if len(cols[0]) >= batch_size:
-            stats.batches += 1
-            yield emit()
-            if on_batch:
-                on_batch(stats)
+            emit()
         if not flushing and all(nxt[tp] >= target[tp] for tp in target):
             flushing = True
-    if cols[0]:
-        stats.batches += 1
-        yield emit()
-        if on_batch:
-            on_batch(stats)
+    if cols[0] and not stop.is_set():
+        emit()
 
 
 def _ensure_reachable(consumer: KafkaConsumer, tps: list[TopicPartition], servers: str) -> None:

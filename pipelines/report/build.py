@@ -150,7 +150,8 @@ def collect(
                 + ")."
             )
             return data
-        if not con.execute("select count(*) from analytics.fct_sessions").fetchone()[0]:
+        sessions = con.execute("select count(*) from analytics.fct_sessions").fetchone()
+        if not sessions or not sessions[0]:
             data["empty_reason"] = "analytics.fct_sessions has no sessions yet."
             return data
         data.update(

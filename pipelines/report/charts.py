@@ -27,63 +27,91 @@ def funnel(f: dict[str, Any]) -> Spec:
             "step_number": s["step_number"],
             "reached": s["reached"],
             "label": f"{s['reached']:,}"
-            + (f"  ({s['conversion_from_first']:.0%})" if s["conversion_from_first"] is not None
-               else ""),
+            + (
+                f"  ({s['conversion_from_first']:.0%})"
+                if s["conversion_from_first"] is not None
+                else ""
+            ),
         }
         for s in f["steps"]
     ]
     base = alt.Chart(alt.Data(values=rows)).encode(
-        y=alt.Y("step:N", sort=alt.SortField("step_number"), title=None,
-                axis=alt.Axis(labelLimit=220, labelFontSize=12)),
+        y=alt.Y(
+            "step:N",
+            sort=alt.SortField("step_number"),
+            title=None,
+            axis=alt.Axis(labelLimit=220, labelFontSize=12),
+        ),
     )
-    bars = base.transform_calculate(
-        left="-datum.reached / 2", right="datum.reached / 2"
-    ).mark_bar(color=FUNNEL_BAR, height={"band": 0.8}).encode(
-        x=alt.X("left:Q", axis=None, title=None),
-        x2="right:Q",
-        tooltip=[alt.Tooltip("step:N"), alt.Tooltip("reached:Q", format=",")],
+    bars = (
+        base.transform_calculate(left="-datum.reached / 2", right="datum.reached / 2")
+        .mark_bar(color=FUNNEL_BAR, height={"band": 0.8})
+        .encode(
+            x=alt.X("left:Q", axis=None, title=None),
+            x2="right:Q",
+            tooltip=[alt.Tooltip("step:N"), alt.Tooltip("reached:Q", format=",")],
+        )
     )
     labels = base.mark_text(fontSize=12, fontWeight="bold", color="#111").encode(
         x=alt.datum(0), text="label:N"
     )
     return _spec(
-        (bars + labels).properties(width=WIDTH, height=34 * max(len(rows), 1),
-                                  title=f"{f['name']}: attempts reaching each step")
+        (bars + labels).properties(
+            width=WIDTH,
+            height=34 * max(len(rows), 1),
+            title=f"{f['name']}: attempts reaching each step",
+        )
     )
 
 
 def funnel_breakdown(f: dict[str, Any], dim: str) -> Spec:
     """Share of the attempts that reached each step, one line per platform or channel."""
-    rows = [
-        {**r, "step": f"{r['step_number']}. {r['step_name']}"} for r in f[f"by_{dim}"]
-    ]
-    chart = alt.Chart(alt.Data(values=rows)).mark_line(point=True).encode(
-        x=alt.X("step:N", sort=alt.SortField("step_number"), title=None,
-                axis=alt.Axis(labelAngle=-20, labelLimit=140)),
-        y=alt.Y("conversion_from_first:Q", title="share of entered",
-                axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color(f"{dim}:N", scale=PLATFORM_COLORS, title=dim),
-        tooltip=[
-            alt.Tooltip(f"{dim}:N"),
-            alt.Tooltip("step:N"),
-            alt.Tooltip("entered:Q", format=","),
-            alt.Tooltip("reached:Q", format=","),
-            alt.Tooltip("conversion_from_first:Q", format=".1%"),
-        ],
+    rows = [{**r, "step": f"{r['step_number']}. {r['step_name']}"} for r in f[f"by_{dim}"]]
+    chart = (
+        alt.Chart(alt.Data(values=rows))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(
+                "step:N",
+                sort=alt.SortField("step_number"),
+                title=None,
+                axis=alt.Axis(labelAngle=-20, labelLimit=140),
+            ),
+            y=alt.Y(
+                "conversion_from_first:Q",
+                title="share of entered",
+                axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1]),
+            ),
+            color=alt.Color(f"{dim}:N", scale=PLATFORM_COLORS, title=dim),
+            tooltip=[
+                alt.Tooltip(f"{dim}:N"),
+                alt.Tooltip("step:N"),
+                alt.Tooltip("entered:Q", format=","),
+                alt.Tooltip("reached:Q", format=","),
+                alt.Tooltip("conversion_from_first:Q", format=".1%"),
+            ],
+        )
     )
     return _spec(chart.properties(width=WIDTH - 120, height=180, title=f"by {dim}"))
 
 
 def sessions_users(daily: list[dict[str, Any]]) -> Spec:
     rows = [
-        {"date": d["date"], "measure": m, "count": d[m]} for d in daily for m in ("sessions", "users")
+        {"date": d["date"], "measure": m, "count": d[m]}
+        for d in daily
+        for m in ("sessions", "users")
     ]
-    chart = alt.Chart(alt.Data(values=rows)).mark_bar().encode(
-        x=alt.X("date:O", title=None),
-        xOffset="measure:N",
-        y=alt.Y("count:Q", title=None),
-        color=alt.Color("measure:N", title=None),
-        tooltip=["date:O", "measure:N", alt.Tooltip("count:Q", format=",")],
+    chart = (
+        alt.Chart(alt.Data(values=rows))
+        .mark_bar()
+        .encode(
+            x=alt.X("date:O", title=None),
+            xOffset="measure:N",
+            y=alt.Y("count:Q", title=None),
+            color=alt.Color("measure:N", title=None),
+            tooltip=["date:O", "measure:N", alt.Tooltip("count:Q", format=",")],
+        )
     )
     return _spec(chart.properties(width=WIDTH, height=220, title="Sessions and users per day"))
 
@@ -94,47 +122,77 @@ def rates(daily: list[dict[str, Any]]) -> Spec:
         for d in daily
         for name, key in (("bounce", "bounce_rate"), ("engagement", "engagement_rate"))
     ]
-    chart = alt.Chart(alt.Data(values=rows)).mark_line(point=True).encode(
-        x=alt.X("date:O", title=None),
-        y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("rate:N", title=None),
-        tooltip=["date:O", "rate:N", alt.Tooltip("value:Q", format=".1%")],
+    chart = (
+        alt.Chart(alt.Data(values=rows))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("date:O", title=None),
+            y=alt.Y(
+                "value:Q", title=None, axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])
+            ),
+            color=alt.Color("rate:N", title=None),
+            tooltip=["date:O", "rate:N", alt.Tooltip("value:Q", format=".1%")],
+        )
     )
     return _spec(chart.properties(width=WIDTH, height=220, title="Bounce and engagement rate"))
 
 
 def landing_pages(pages: list[dict[str, Any]]) -> Spec:
-    chart = alt.Chart(alt.Data(values=pages)).mark_bar(color=BAR).encode(
-        y=alt.Y("landing_page:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
-        x=alt.X("sessions:Q", title="sessions"),
-        tooltip=[
-            "landing_page:N",
-            alt.Tooltip("sessions:Q", format=","),
-            alt.Tooltip("bounce_rate:Q", format=".1%"),
-            alt.Tooltip("conversion_rate:Q", format=".1%"),
-        ],
+    chart = (
+        alt.Chart(alt.Data(values=pages))
+        .mark_bar(color=BAR)
+        .encode(
+            y=alt.Y("landing_page:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
+            x=alt.X("sessions:Q", title="sessions"),
+            tooltip=[
+                "landing_page:N",
+                alt.Tooltip("sessions:Q", format=","),
+                alt.Tooltip("bounce_rate:Q", format=".1%"),
+                alt.Tooltip("conversion_rate:Q", format=".1%"),
+            ],
+        )
     )
-    return _spec(chart.properties(width=WIDTH - 100, height=22 * max(len(pages), 1),
-                                  title="Top landing pages"))
+    return _spec(
+        chart.properties(
+            width=WIDTH - 100, height=22 * max(len(pages), 1), title="Top landing pages"
+        )
+    )
 
 
 def channels(rows: list[dict[str, Any]]) -> Spec:
-    chart = alt.Chart(alt.Data(values=rows)).mark_bar().encode(
-        y=alt.Y("channel:N", sort="-x", title=None),
-        x=alt.X("sum(sessions):Q", title="sessions"),
-        color=alt.Color("platform:N", scale=PLATFORM_COLORS, title="platform"),
-        tooltip=["channel:N", "platform:N", alt.Tooltip("sessions:Q", format=",")],
+    chart = (
+        alt.Chart(alt.Data(values=rows))
+        .mark_bar()
+        .encode(
+            y=alt.Y("channel:N", sort="-x", title=None),
+            x=alt.X("sum(sessions):Q", title="sessions"),
+            color=alt.Color("platform:N", scale=PLATFORM_COLORS, title="platform"),
+            tooltip=["channel:N", "platform:N", alt.Tooltip("sessions:Q", format=",")],
+        )
     )
-    return _spec(chart.properties(width=WIDTH - 100, height=160,
-                                  title="Sessions by channel and platform"))
+    return _spec(
+        chart.properties(width=WIDTH - 100, height=160, title="Sessions by channel and platform")
+    )
 
 
 def rejected_by_code(rows: list[dict[str, Any]]) -> Spec:
-    chart = alt.Chart(alt.Data(values=rows)).mark_bar(color="#e45756").encode(
-        y=alt.Y("error_code:N", sort="-x", title=None),
-        x=alt.X("rejected:Q", title="rejected messages"),
-        tooltip=["error_code:N", alt.Tooltip("rejected:Q", format=","),
-                 alt.Tooltip("rate:Q", format=".2%", title="share of all messages")],
+    chart = (
+        alt.Chart(alt.Data(values=rows))
+        .mark_bar(color="#e45756")
+        .encode(
+            y=alt.Y("error_code:N", sort="-x", title=None),
+            x=alt.X("rejected:Q", title="rejected messages"),
+            tooltip=[
+                "error_code:N",
+                alt.Tooltip("rejected:Q", format=","),
+                alt.Tooltip("rate:Q", format=".2%", title="share of all messages"),
+            ],
+        )
     )
-    return _spec(chart.properties(width=WIDTH - 100, height=22 * max(len(rows), 1),
-                                  title="Rejected messages by error code"))
+    return _spec(
+        chart.properties(
+            width=WIDTH - 100,
+            height=22 * max(len(rows), 1),
+            title="Rejected messages by error code",
+        )
+    )

@@ -20,9 +20,9 @@ def vega_bundle() -> str:
     """Vega, Vega-Lite and Vega-Embed in one script, for the Vega-Lite version altair writes."""
     version = alt.SCHEMA_VERSION.lstrip("v").rsplit(".", 1)[0]
     try:
-        js = vlc.javascript_bundle(vl_version=version)
+        js = vlc.javascript_bundle(vl_version=version)  # type: ignore[call-arg]
     except ValueError:  # pragma: no cover - a vl-convert without this version
-        js = vlc.javascript_bundle()
+        js = vlc.javascript_bundle()  # type: ignore[call-arg]
     return js.replace("</script", "<\\/script")
 
 
@@ -70,9 +70,7 @@ def tile(label: str, value: str, test_id: str, note: str = "") -> str:
 
 def table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -95,13 +93,23 @@ def funnel_section(f: dict[str, Any]) -> str:
             tile("entered", number(f["entered"]), f"funnel.{f['name']}.entered"),
             tile("converted", number(f["converted"]), f"funnel.{f['name']}.converted"),
             tile("conversion", percent(f["conversion_rate"]), f"funnel.{f['name']}.conversion"),
-            tile("median time to convert", duration(f["median_seconds_to_convert"]),
-                 f"funnel.{f['name']}.median"),
+            tile(
+                "median time to convert",
+                duration(f["median_seconds_to_convert"]),
+                f"funnel.{f['name']}.median",
+            ),
         ]
     )
     steps = table(
-        ["step", "reached", "from previous", "from first", "dropped off", "still open",
-         "median time to reach"],
+        [
+            "step",
+            "reached",
+            "from previous",
+            "from first",
+            "dropped off",
+            "still open",
+            "median time to reach",
+        ],
         [
             [
                 f"{s['step_number']}. {s['step_name']}",
@@ -123,7 +131,7 @@ def funnel_section(f: dict[str, Any]) -> str:
         body = (
             f'<div class="row">{chart("funnel:" + name)}<div>{steps}</div></div>'
             f'<div class="row">{chart("funnel:" + name + ":platform")}'
-            f'{chart("funnel:" + name + ":channel")}</div>'
+            f"{chart('funnel:' + name + ':channel')}</div>"
         )
     return (
         f'<section class="card funnel" data-funnel="{escape(name)}">'
@@ -137,20 +145,30 @@ def sessions_section(data: dict[str, Any]) -> str:
     tiles = "".join(
         [
             tile("sessions", number(h["sessions"]), "sessions"),
-            tile("users", number(h["users"]), "users",
-                 f"{number(h['identified_users'])} identified"),
+            tile(
+                "users", number(h["users"]), "users", f"{number(h['identified_users'])} identified"
+            ),
             tile("bounce rate", percent(h["bounce_rate"]), "bounce_rate"),
             tile("engagement rate", percent(h["engagement_rate"]), "engagement_rate"),
-            tile("sessions converting", percent(h["session_conversion_rate"]),
-                 "session_conversion_rate"),
+            tile(
+                "sessions converting",
+                percent(h["session_conversion_rate"]),
+                "session_conversion_rate",
+            ),
             tile("median session", duration(h["median_session_seconds"]), "median_session"),
         ]
     )
     channels = table(
         ["channel", "sessions", "users", "bounce", "engaged", "converting"],
         [
-            [c["channel"], number(c["sessions"]), number(c["users"]), percent(c["bounce_rate"]),
-             percent(c["engagement_rate"]), percent(c["conversion_rate"])]
+            [
+                c["channel"],
+                number(c["sessions"]),
+                number(c["users"]),
+                percent(c["bounce_rate"]),
+                percent(c["engagement_rate"]),
+                percent(c["conversion_rate"]),
+            ]
             for c in data["channels"]
         ],
     )
@@ -166,24 +184,45 @@ def sessions_section(data: dict[str, Any]) -> str:
 def quality_section(q: dict[str, Any]) -> str:
     tiles = "".join(
         [
-            tile("last ingestion", when(q["last_load_at"]), "last_load_at",
-                 f"{number(q['loads'])} loads"),
-            tile("newest event age", duration(q["data_age_seconds"]), "data_age",
-                 f"received {when(q['newest_received_at'])}"),
-            tile("load delay p50 / p95",
-                 f"{duration(q['load_delay_p50_seconds'])} / "
-                 f"{duration(q['load_delay_p95_seconds'])}",
-                 "load_delay", "Kafka to committed load"),
-            tile("rejected", percent(q["rejected_rate"], 2), "rejected_rate",
-                 f"{number(q['rejected'])} of {number(q['accepted'] + q['rejected'])} messages"),
+            tile(
+                "last ingestion",
+                when(q["last_load_at"]),
+                "last_load_at",
+                f"{number(q['loads'])} loads",
+            ),
+            tile(
+                "newest event age",
+                duration(q["data_age_seconds"]),
+                "data_age",
+                f"received {when(q['newest_received_at'])}",
+            ),
+            tile(
+                "load delay p50 / p95",
+                f"{duration(q['load_delay_p50_seconds'])} / "
+                f"{duration(q['load_delay_p95_seconds'])}",
+                "load_delay",
+                "Kafka to committed load",
+            ),
+            tile(
+                "rejected",
+                percent(q["rejected_rate"], 2),
+                "rejected_rate",
+                f"{number(q['rejected'])} of {number(q['accepted'] + q['rejected'])} messages",
+            ),
             tile("open ingestion gaps", number(len(q["open_gaps"])), "open_gaps"),
         ]
     )
-    codes = table(
-        ["error code", "rejected", "share of messages"],
-        [[r["error_code"], number(r["rejected"]), percent(r["rate"], 2)]
-         for r in q["rejected_by_code"]],
-    ) if q["rejected_by_code"] else '<p class="empty">No rejected messages.</p>'
+    codes = (
+        table(
+            ["error code", "rejected", "share of messages"],
+            [
+                [r["error_code"], number(r["rejected"]), percent(r["rate"], 2)]
+                for r in q["rejected_by_code"]
+            ],
+        )
+        if q["rejected_by_code"]
+        else '<p class="empty">No rejected messages.</p>'
+    )
     checks = q["checks"]
     failed = [c for c in checks if not c["passed"]]
     if checks:
@@ -196,7 +235,7 @@ def quality_section(q: dict[str, Any]) -> str:
         shown = failed + [c for c in checks if c["passed"]]
         rows = "".join(
             f'<tr class="{"pass" if c["passed"] else "fail"}"><td>'
-            f'{"pass" if c["passed"] else ("WARN" if c["severity"] == "warn" else "FAIL")}</td>'
+            f"{'pass' if c['passed'] else ('WARN' if c['severity'] == 'warn' else 'FAIL')}</td>"
             f"<td>{escape(c['source'])}</td><td>{escape(c['name'])}</td>"
             f"<td>{escape('' if c['actual'] is None else str(c['actual']))}</td>"
             f"<td>{escape('' if c['threshold'] is None else str(c['threshold']))}</td>"
@@ -204,7 +243,7 @@ def quality_section(q: dict[str, Any]) -> str:
             for c in shown
         )
         check_table = (
-            f"{summary}<div class=\"scroll\"><table class=\"checks\"><thead><tr><th>result</th>"
+            f'{summary}<div class="scroll"><table class="checks"><thead><tr><th>result</th>'
             "<th>source</th><th>check</th><th>actual</th><th>threshold</th><th>detail</th></tr>"
             f"</thead><tbody>{rows}</tbody></table></div>"
         )
@@ -226,10 +265,7 @@ def render(data: dict[str, Any], specs: dict[str, dict[str, Any]]) -> str:
         funnels = "".join(funnel_section(f) for f in data["funnels"]) or (
             '<p class="empty">No funnels declared.</p>'
         )
-        main = (
-            f'<section id="funnels"><h2>Funnels</h2>{funnels}</section>'
-            + sessions_section(data)
-        )
+        main = f'<section id="funnels"><h2>Funnels</h2>{funnels}</section>' + sessions_section(data)
     else:
         subtitle = "no data yet"
         main = (

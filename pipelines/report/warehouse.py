@@ -181,7 +181,7 @@ def declared_funnels(dbt_project_dir: Path | None) -> list[FunnelDeclaration]:
     if dbt_project_dir is None or not (dbt_project_dir / "dbt_project.yml").exists():
         return []
     try:
-        import yaml  # installed with dbt-core
+        import yaml  # type: ignore[import-untyped]  # installed with dbt-core
     except ImportError:  # pragma: no cover
         return []
     config = yaml.safe_load((dbt_project_dir / "dbt_project.yml").read_text()) or {}
@@ -217,13 +217,16 @@ def funnels(wh: Warehouse, declared: list[FunnelDeclaration]) -> list[dict[str, 
         """
     )
     by_name = {f["name"]: f for f in seen}
-    names = [d.name for d in declared] + sorted(n for n in by_name if n not in {
-        d.name for d in declared
-    })
+    names = [d.name for d in declared] + sorted(
+        n for n in by_name if n not in {d.name for d in declared}
+    )
     decl = {d.name: d for d in declared}
     step_columns = sorted(
-        (c for c in wh.columns("analytics.fct_funnel_progress") if c.startswith("step_")
-         and c.endswith("_at") and c[5:-3].isdigit()),
+        (
+            c
+            for c in wh.columns("analytics.fct_funnel_progress")
+            if c.startswith("step_") and c.endswith("_at") and c[5:-3].isdigit()
+        ),
         key=lambda c: int(c[5:-3]),
     )
     out = []
