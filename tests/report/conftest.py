@@ -47,7 +47,9 @@ class DemoWarehouse:
 
 
 @pytest.fixture(scope="session")
-def demo_warehouse(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> DemoWarehouse:
+def demo_warehouse(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> DemoWarehouse:
     work = tmp_path_factory.mktemp("report")
     warehouse = work / "warehouse.duckdb"
     topic = f"report.{uuid.uuid4().hex[:10]}"
@@ -56,8 +58,16 @@ def demo_warehouse(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFact
     produce(traffic.messages, settings, topic)
     ingest(settings, warehouse)
     cmd = [
-        str(DBT), "build", "--project-dir", "dbt_project", "--profiles-dir", "dbt_project",
-        "--target-path", str(work / "dbt_target"), "--log-path", str(work / "dbt_logs"),
+        str(DBT),
+        "build",
+        "--project-dir",
+        "dbt_project",
+        "--profiles-dir",
+        "dbt_project",
+        "--target-path",
+        str(work / "dbt_target"),
+        "--log-path",
+        str(work / "dbt_logs"),
     ]
     env = {**os.environ, "DUCKDB_PATH": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
@@ -78,8 +88,6 @@ def report(demo_warehouse: DemoWarehouse) -> ReportSummary:
 def embedded(html_path: Path, element_id: str = "report-data") -> Any:
     """The JSON a page embeds in <script type="application/json" id=...>, read from the file."""
     html = html_path.read_text(encoding="utf-8")
-    m = re.search(
-        rf'<script type="application/json" id="{element_id}">(.*?)</script>', html, re.S
-    )
+    m = re.search(rf'<script type="application/json" id="{element_id}">(.*?)</script>', html, re.S)
     assert m, f"no <script id={element_id}> in {html_path}"
     return json.loads(m.group(1))

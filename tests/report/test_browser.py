@@ -83,8 +83,12 @@ def test_every_chart_renders_without_errors(report: ReportSummary, open_report) 
         assert el.count() == 1, chart_id
         assert el.get_attribute("data-rendered") == "true", chart_id
         # vega draws marks into an svg; an empty chart has none
-        assert el.locator("svg.marks .mark-rect path, svg.marks .mark-line path, "
-                          "svg.marks .mark-symbol path").count() > 0, chart_id
+        assert (
+            el.locator(
+                "svg.marks .mark-rect path, svg.marks .mark-line path, svg.marks .mark-symbol path"
+            ).count()
+            > 0
+        ), chart_id
 
     # the funnel chart shows the step counts of the data (from the marts)
     main = next(f for f in data["funnels"] if f["entered"])

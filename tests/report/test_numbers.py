@@ -29,21 +29,33 @@ def test_every_declared_funnel_is_in_the_report(data: dict) -> None:
     assert data["has_data"] is True
 
 
-def test_funnel_steps_and_conversion_equal_the_marts(demo_warehouse: DemoWarehouse,
-                                                     data: dict) -> None:
+def test_funnel_steps_and_conversion_equal_the_marts(
+    demo_warehouse: DemoWarehouse, data: dict
+) -> None:
     wh = demo_warehouse.path
     reached = {
         (f, s): n
-        for f, s, n in query(wh, "select funnel_name, step_number, sum(attempts_reached) "
-                                 "from analytics.agg_funnel_daily group by all")
+        for f, s, n in query(
+            wh,
+            "select funnel_name, step_number, sum(attempts_reached) "
+            "from analytics.agg_funnel_daily group by all",
+        )
     }
     attempts = {
         f: (n, c)
-        for f, n, c in query(wh, "select funnel_name, count(*), count(*) filter (where "
-                                 "is_converted) from analytics.fct_funnel_progress group by 1")
+        for f, n, c in query(
+            wh,
+            "select funnel_name, count(*), count(*) filter (where "
+            "is_converted) from analytics.fct_funnel_progress group by 1",
+        )
     }
-    medians = dict(query(wh, "select funnel_name, quantile_cont(seconds_to_convert, 0.5) from "
-                             "analytics.fct_funnel_progress where is_converted group by 1"))
+    medians = dict(
+        query(
+            wh,
+            "select funnel_name, quantile_cont(seconds_to_convert, 0.5) from "
+            "analytics.fct_funnel_progress where is_converted group by 1",
+        )
+    )
     assert {f["name"] for f in data["funnels"] if f["entered"]} == set(attempts)
     checked = 0
     for f in data["funnels"]:
@@ -85,8 +97,9 @@ def test_funnel_breakdowns_equal_the_marts(demo_warehouse: DemoWarehouse, data: 
         assert got == expected, dim
 
 
-def test_sessions_users_and_rates_per_day_equal_the_marts(demo_warehouse: DemoWarehouse,
-                                                          data: dict) -> None:
+def test_sessions_users_and_rates_per_day_equal_the_marts(
+    demo_warehouse: DemoWarehouse, data: dict
+) -> None:
     rows = query(
         demo_warehouse.path,
         """select session_date::varchar, count(*), count(distinct user_key),
@@ -104,14 +117,16 @@ def test_sessions_users_and_rates_per_day_equal_the_marts(demo_warehouse: DemoWa
         assert d["bounce_rate"] == pytest.approx(d["bounces"] / d["sessions"])
         assert d["engagement_rate"] == pytest.approx(d["engaged"] / d["sessions"])
     h = data["headline"]
-    assert h["sessions"] == scalar(demo_warehouse.path, "select count(*) from "
-                                   "analytics.fct_sessions")
+    assert h["sessions"] == scalar(
+        demo_warehouse.path, "select count(*) from analytics.fct_sessions"
+    )
     assert h["users"] == scalar(demo_warehouse.path, "select count(*) from analytics.dim_users")
     assert h["bounce_rate"] == pytest.approx(sum(r[3] for r in rows) / h["sessions"])
 
 
-def test_landing_pages_and_channels_equal_the_marts(demo_warehouse: DemoWarehouse,
-                                                    data: dict) -> None:
+def test_landing_pages_and_channels_equal_the_marts(
+    demo_warehouse: DemoWarehouse, data: dict
+) -> None:
     sessions = query(
         demo_warehouse.path,
         "select landing_page_path, landing_screen_name, channel from analytics.fct_sessions",
@@ -129,8 +144,9 @@ def test_landing_pages_and_channels_equal_the_marts(demo_warehouse: DemoWarehous
 def test_quality_panel_equals_the_raw_tables(demo_warehouse: DemoWarehouse, data: dict) -> None:
     q = data["quality"]
     wh = demo_warehouse.path
-    codes = dict(query(wh, "select error_code, count(*) from raw.tracking_events_rejected "
-                           "group by 1"))
+    codes = dict(
+        query(wh, "select error_code, count(*) from raw.tracking_events_rejected group by 1")
+    )
     assert {r["error_code"]: r["rejected"] for r in q["rejected_by_code"]} == codes
     assert q["rejected"] == demo_warehouse.truth["malformed"] == sum(codes.values())
     accepted = scalar(wh, "select count(*) from raw.tracking_events")
@@ -141,14 +157,18 @@ def test_quality_panel_equals_the_raw_tables(demo_warehouse: DemoWarehouse, data
     assert q["open_gaps"] == []
 
 
-def test_check_results_come_from_dagster_dbt_and_the_warehouse(data: dict,
-                                                                report: ReportSummary) -> None:
+def test_check_results_come_from_dagster_dbt_and_the_warehouse(
+    data: dict, report: ReportSummary
+) -> None:
     checks = data["quality"]["checks"]
     by_source = Counter(c["source"] for c in checks)
     assert by_source["dagster"] == 1 and by_source["dbt"] > 10 and by_source["warehouse"] >= 0
     dagster = next(c for c in checks if c["source"] == "dagster")
     assert (dagster["name"], dagster["passed"], dagster["threshold"]) == (
-        DAGSTER_CHECK["name"], False, DAGSTER_CHECK["threshold"])
+        DAGSTER_CHECK["name"],
+        False,
+        DAGSTER_CHECK["threshold"],
+    )
     assert all(c["passed"] for c in checks if c["source"] == "dbt")  # dbt build passed
     html = report.path.read_text(encoding="utf-8")
     assert re.search(r'<tr class="fail"><td>FAIL</td><td>dagster</td><td>rejected_rate</td>', html)
@@ -191,8 +211,9 @@ def test_no_data_yet(tmp_path: Path, kind: str, demo_warehouse: DemoWarehouse) -
         with duckdb.connect(str(warehouse)) as con:
             con.execute(f"attach '{demo_warehouse.path}' as demo (read_only)")
             con.execute("create schema raw")
-            con.execute("create table raw.tracking_events as select * from "
-                        "demo.raw.tracking_events")
+            con.execute(
+                "create table raw.tracking_events as select * from demo.raw.tracking_events"
+            )
     summary = build_report(warehouse, tmp_path / "report.html")
     data = embedded(summary.path)
     assert summary.has_data is False and data["has_data"] is False
