@@ -42,6 +42,13 @@ lint: setup ## ruff (python) and sqlfluff (dbt models)
 dev: setup ## open the Dagster UI (dagster dev -w workspace.yaml)
 	$(BIN)/dagster dev -w workspace.yaml
 
+bench: setup ## quick benchmarks (<10 min): ingestion vs kafka-python ceiling at 300k, collector
+	$(BIN)/python -m benchmarks.ingest_throughput --events 300000 --repeat 3
+	$(BIN)/python benchmarks/collector_throughput.py --seconds 20
+
+bench-full: setup ## long benchmarks: ingestion at 3M events (memory growth vs 300k)
+	$(BIN)/python -m benchmarks.ingest_throughput --events 3000000 --repeat 2
+
 clean: ## stop the embedded broker and remove local state (warehouse, dagster home)
 	-$(BIN)/trackflow broker stop
 	rm -rf data .dagster_home .trackflow dbt_project/target dbt_project/logs
