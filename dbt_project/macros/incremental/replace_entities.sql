@@ -9,11 +9,14 @@
     {%- set target = arg_dict['target_relation'] -%}
     {%- set temp = arg_dict['temp_relation'] -%}
     {%- set unique_key = arg_dict['unique_key'] -%}
+    {%- if not unique_key or unique_key is not string -%}
+        {{ exceptions.raise_compiler_error("replace_entities needs a single-column unique_key") }}
+    {%- endif -%}
     {%- set columns = arg_dict['dest_columns'] | map(attribute='quoted') | join(', ') -%}
     {%- set key = config.get('replace_key', 'user_key') -%}
     {%- set span = config.get('replace_interval', none) -%}
-    delete from {{ target }} as stored
-    where exists (
+    delete from {{ target }}
+    where {{ unique_key }} in (
         with new_entities as (
             select
                 {{ key }} as entity_key
@@ -39,17 +42,18 @@
                 on new_entities.entity_key = identities.user_id
         )
 
-        select 1 from replaced
-        where
-            stored.{{ key }} = replaced.entity_key
-            {%- if span %}
-            and stored.{{ span[0] }} <= replaced.to_at
-            and stored.{{ span[1] }} >= replaced.from_at
-            {%- endif %}
-    )
-    {%- if unique_key %}
-    or stored.{{ unique_key }} in (select {{ unique_key }} from {{ temp }})
-    {%- endif %};
+        select stored.{{ unique_key }}
+        from {{ target }} as stored
+        inner join replaced
+            on
+                stored.{{ key }} = replaced.entity_key
+                {%- if span %}
+                and stored.{{ span[0] }} <= replaced.to_at
+                and stored.{{ span[1] }} >= replaced.from_at
+                {%- endif %}
+        union all
+        select {{ unique_key }} from {{ temp }}
+    );
 
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ temp }};

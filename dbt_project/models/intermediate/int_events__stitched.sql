@@ -1,8 +1,13 @@
+-- a table: every mart reads it several times, and the dedup and json parsing underneath it
+-- are the expensive part of a run; it is rebuilt in full on every run
+{{ config(materialized='table') }}
+
 -- every non-bot event, attributed to its stitched entity (user_key).
 with
 
 events as (
-    select * from {{ ref('stg_raw__tracking_events') }}
+    -- the raw context and traits json stay in staging: nothing downstream reads them
+    select * exclude (context, traits) from {{ ref('stg_raw__tracking_events') }}
     where not is_bot
 ),
 
