@@ -49,6 +49,10 @@ bench: setup ## quick benchmarks (<10 min): ingestion vs kafka-python ceiling at
 bench-full: setup ## long benchmarks: ingestion at 3M events (memory growth vs 300k)
 	$(BIN)/python -m benchmarks.ingest_throughput --events 3000000 --repeat 2
 
+docs: setup ## generate and serve dbt's documentation site for the models (http://127.0.0.1:8081)
+	$(BIN)/dbt docs generate --project-dir dbt_project --profiles-dir dbt_project --static
+	$(BIN)/dbt docs serve --project-dir dbt_project --profiles-dir dbt_project --host 127.0.0.1 --port 8081 --no-browser
+
 clean: ## stop the embedded broker and remove local state (warehouse, dagster home)
 	-$(BIN)/trackflow broker stop
 	rm -rf data .dagster_home .trackflow dbt_project/target dbt_project/logs

@@ -175,6 +175,53 @@ def collect(
     serve(host, port, settings)
 
 
+@app.command()
+def report(
+    output: Annotated[Path | None, typer.Option(
+        help="HTML file to write (default: report.html beside DUCKDB_PATH)")] = None,
+    open_: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
+) -> None:
+    """Build the self-contained HTML report (funnels, sessions, data quality) from the warehouse."""
+    import webbrowser
+
+    from pipelines.report import ReportError, build_report, default_output
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        with console.status("building report..."):
+            summary = build_report(duckdb_path(), output or default_output(),
+                                   dbt_run_results=repo / "dbt_project/target/run_results.json")
+    except ReportError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"report: {summary.path}" + ("" if summary.has_data else " (no data yet)"))
+    if open_:
+        webbrowser.open(summary.path.resolve().as_uri())
+
+
+@app.command()
+def forget(
+    user_id: Annotated[str | None, typer.Option(help="erase this user and every id stitched to it")]
+    = None,
+    anonymous_id: Annotated[str | None, typer.Option(
+        help="erase this anonymous visitor and every id stitched to it")] = None,
+    rebuild: Annotated[bool, typer.Option(help="rebuild the dbt models afterwards")] = True,
+) -> None:
+    """Erase a person from raw, dead letters, staging and marts; suppress them from now on."""
+    from pipelines.privacy import PrivacyError
+    from pipelines.privacy import forget as run
+
+    try:
+        with console.status("erasing..."):
+            result = run(duckdb_path(), user_id=user_id, anonymous_id=anonymous_id,
+                         rebuild=rebuild)
+    except PrivacyError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"erasure {result.request_id}: {result.identities} identities, "
+              f"{result.total} raw rows deleted "
+              f"({', '.join(f'{k}={v}' for k, v in result.rows_deleted.items())}); "
+              "suppressed at ingestion and in staging" + ("; models rebuilt" if rebuild else ""))
+
+
 @app.command("replay-rejected")
 def replay_rejected(
     error_code: Annotated[list[str] | None, typer.Option(
@@ -182,11 +229,13 @@ def replay_rejected(
     dry_run: Annotated[bool, typer.Option(help="count what would load, change nothing")] = False,
 ) -> None:
     """Re-validate dead letters and load the ones that now pass (each at most once)."""
+    import duckdb
+
     from pipelines.replay import replay_rejected as run
 
     try:
         result = run(duckdb_path(), error_code, dry_run=dry_run)
-    except (FileNotFoundError, OSError) as exc:
+    except (FileNotFoundError, OSError, duckdb.Error) as exc:
         raise fail(str(exc)) from None
     verb = "would load" if dry_run else "loaded"
     out.print(f"examined {result.examined} rejected messages: {verb} {result.loaded}, "

@@ -39,6 +39,7 @@ from pipelines.kafka_source.settings import (
     RAW_DATASET,
     REJECTED_TABLE,
 )
+from pipelines.privacy import PrivacyError, PrivacySettings, suppressed_tokens
 
 
 class WarehouseLocked(IngestError):
@@ -58,6 +59,7 @@ class IngestResult:
     load_id: str | None = None
     commit_error: str | None = None
     resumed_gaps: int = 0
+    suppressed: int = 0
 
     @property
     def events_per_second(self) -> float:
@@ -111,6 +113,10 @@ def ingest(
     """Drain the topic(s) once into DuckDB. Raises IngestError (one-line reason) on failure."""
     settings = settings or KafkaSettings.from_env()
     warehouse = (warehouse or duckdb_path()).resolve()
+    try:
+        PrivacySettings.from_env(warehouse)
+    except PrivacyError as exc:
+        raise IngestError(str(exc)) from None
     start = parse_start(start_from)
     pipeline = pipeline_for(warehouse, pipeline_name)
 
@@ -135,6 +141,7 @@ def ingest(
         finally:
             consumer.close()
 
+    privacy = PrivacySettings.from_env(warehouse)
     stats = DrainStats()
     source = kafka_source(
         settings,
@@ -145,6 +152,8 @@ def ingest(
         max_seconds=max_seconds,
         stats=stats,
         on_batch=on_batch,
+        privacy=privacy,
+        suppressed=frozenset(suppressed_tokens(warehouse)),
     )
     try:
         info = pipeline.run(source, loader_file_format="parquet")
@@ -175,6 +184,7 @@ def ingest(
         load_id=info.loads_ids[-1] if info.loads_ids else None,
         commit_error=commit_error,
         resumed_gaps=resumed,
+        suppressed=stats.suppressed,
     )
 
 

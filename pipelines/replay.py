@@ -16,6 +16,7 @@ import duckdb
 
 from pipelines.events import ACCEPTED_COLUMNS, validate
 from pipelines.kafka_source.settings import EVENTS_TABLE, RAW_DATASET, REJECTED_TABLE
+from pipelines.privacy import PrivacySettings, drop_suppressed, minimise, suppressed_tokens
 
 REPLAYED_TABLE = "tracking_events_replayed"
 
@@ -32,6 +33,8 @@ def replay_rejected(
 ) -> ReplayResult:
     if not warehouse.exists():
         raise FileNotFoundError(f"warehouse {warehouse} does not exist; run 'trackflow ingest'")
+    privacy = PrivacySettings.from_env(warehouse)
+    suppressed = suppressed_tokens(warehouse)  # before the write connection: one config per file
     con = duckdb.connect(str(warehouse))
     try:
         con.execute("set TimeZone = 'UTC'")
@@ -62,6 +65,8 @@ def replay_rejected(
         from pipelines.events import MESSAGE_SCHEMA
 
         accepted, rejected = validate(pending.cast(MESSAGE_SCHEMA))
+        accepted = minimise(accepted, privacy)
+        accepted, rejected, _ = drop_suppressed(accepted, rejected, suppressed, privacy)
         if dry_run:
             return ReplayResult(pending.num_rows, accepted.num_rows, rejected.num_rows)
         now = datetime.now(UTC)

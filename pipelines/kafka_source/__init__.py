@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dlt
 import pyarrow as pa
@@ -34,6 +34,10 @@ from .helpers import (
     topic_partitions,
     watermarks,
 )
+
+if TYPE_CHECKING:
+    from pipelines.privacy import PrivacySettings
+
 from .settings import DEFAULT_BATCH_SIZE, EVENTS_TABLE, REJECTED_TABLE
 
 __all__ = ["kafka_source"]
@@ -49,8 +53,13 @@ def kafka_source(
     max_seconds: float = 600.0,
     stats: DrainStats | None = None,
     on_batch: Callable[[DrainStats], None] | None = None,
+    privacy: PrivacySettings | None = None,
+    suppressed: frozenset[str] = frozenset(),
 ) -> Any:
     """One bounded drain of `settings.topics`; see the module docstring for the tables."""
+    # imported here: pipelines.privacy reads this package's settings module
+    from pipelines.privacy import drop_suppressed, minimise
+
     stats = stats if stats is not None else DrainStats()
 
     @dlt.resource(name=EVENTS_TABLE, write_disposition="append")
@@ -89,6 +98,11 @@ def kafka_source(
                 servers=settings.bootstrap_servers,
             ):
                 accepted, rejected = validate(messages)
+                if privacy is not None:
+                    accepted = minimise(accepted, privacy)
+                    accepted, rejected, erased = drop_suppressed(
+                        accepted, rejected, set(suppressed), privacy)
+                    stats.suppressed += erased
                 accepted, rejected = with_load_id(accepted), with_load_id(rejected)
                 stats.accepted += accepted.num_rows
                 stats.rejected += rejected.num_rows

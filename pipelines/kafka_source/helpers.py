@@ -6,7 +6,7 @@ import hashlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -97,6 +97,7 @@ class DrainStats:
     accepted: int = 0
     rejected: int = 0
     batches: int = 0
+    suppressed: int = 0  # rows of erased people dropped at ingestion
     stopped_because: str = ""
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     event_days: set[date] = field(default_factory=set)  # days of accepted events (late data)
