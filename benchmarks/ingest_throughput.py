@@ -32,9 +32,12 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             fetch_max_bytes=64 * 1024 * 1024,
-                             max_partition_fetch_bytes=16 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
     consumer.assign(tps)
     consumer.seek_to_beginning()
@@ -69,23 +72,26 @@ def dict_rows_through_dlt(bootstrap: str, topic: str, limit: int, workdir: Path)
                         doc = json.loads(r.value)
                     except (TypeError, ValueError):
                         continue
-                    doc.update(_kafka_topic=tp.topic, _kafka_partition=tp.partition,
-                               _kafka_offset=r.offset)
+                    doc.update(
+                        _kafka_topic=tp.topic, _kafka_partition=tp.partition, _kafka_offset=r.offset
+                    )
                     yield doc
                 n += len(records)
         consumer.close()
 
-    pipeline = dlt.pipeline("bench_dicts", pipelines_dir=str(workdir / "dlt"),
-                            destination=dlt.destinations.duckdb(str(workdir / "dicts.duckdb")),
-                            dataset_name="raw")
+    pipeline = dlt.pipeline(
+        "bench_dicts",
+        pipelines_dir=str(workdir / "dlt"),
+        destination=dlt.destinations.duckdb(str(workdir / "dicts.duckdb")),
+        dataset_name="raw",
+    )
     start = time.perf_counter()
     pipeline.run(dlt.resource(rows(), name="tracking_events"))
     return limit / (time.perf_counter() - start)
 
 
 def ingest_once(bootstrap: str, topic: str, warehouse: Path) -> tuple[float, int]:
-    settings = KafkaSettings(bootstrap_servers=bootstrap, topics=(topic,),
-                             consumer_group="bench")
+    settings = KafkaSettings(bootstrap_servers=bootstrap, topics=(topic,), consumer_group="bench")
     start = time.perf_counter()
     result = ingest(settings, warehouse)
     return result.messages / (time.perf_counter() - start), result.messages
@@ -145,9 +151,16 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"ingest_{n}.json").write_text(json.dumps(report, indent=2))
     print(f"{'measure':<40}{'value':>14}")
-    for key in ("events", "avg_message_bytes", "raw_kafka_python_msgs_per_s",
-                "trackflow_ingest_events_per_s", "dlt_dict_rows_per_s", "ratio_ingest_vs_raw",
-                "ratio_ingest_vs_dict_rows", "peak_rss_bytes"):
+    for key in (
+        "events",
+        "avg_message_bytes",
+        "raw_kafka_python_msgs_per_s",
+        "trackflow_ingest_events_per_s",
+        "dlt_dict_rows_per_s",
+        "ratio_ingest_vs_raw",
+        "ratio_ingest_vs_dict_rows",
+        "peak_rss_bytes",
+    ):
         print(f"{key:<40}{report[key]:>14}")
     return 0
 

@@ -58,9 +58,7 @@ def wait_ready(bootstrap: str, timeout: float = 20.0) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap, request_timeout_ms=2000
-            )
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
             try:
                 admin.list_topics()
                 return

@@ -20,8 +20,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-broker_app = typer.Typer(help="The embedded Kafka-compatible broker (Tansu, memory storage).",
-                         no_args_is_help=True)
+broker_app = typer.Typer(
+    help="The embedded Kafka-compatible broker (Tansu, memory storage).", no_args_is_help=True
+)
 app.add_typer(broker_app, name="broker")
 
 console = Console(stderr=True)
@@ -82,14 +83,15 @@ def produce(
     users: Annotated[int, typer.Option(help="distinct visitors")] = 500,
     days: Annotated[int, typer.Option(help="days of traffic")] = 1,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same traffic)")] = 42,
-    start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD (default: days ago)")]
-    = None,
-    faults: Annotated[str, typer.Option(
-        help="comma separated: duplicates,late,skew,malformed (or 'all')")] = "",
+    start: Annotated[
+        str | None, typer.Option(help="first day, YYYY-MM-DD (default: days ago)")
+    ] = None,
+    faults: Annotated[
+        str, typer.Option(help="comma separated: duplicates,late,skew,malformed (or 'all')")
+    ] = "",
     truth: Annotated[Path | None, typer.Option(help="write the ground truth JSON here")] = None,
     partitions: Annotated[int, typer.Option(help="partitions if the topic is created")] = 4,
-    compression: Annotated[str | None, typer.Option(
-        help="gzip | snappy | lz4 | zstd")] = None,
+    compression: Annotated[str | None, typer.Option(help="gzip | snappy | lz4 | zstd")] = None,
 ) -> None:
     """Produce a synthetic clickstream to TRACKING_TOPIC."""
     from pipelines.generator import FAULTS, generate
@@ -104,12 +106,18 @@ def produce(
     settings = KafkaSettings.from_env()
     try:
         with console.status("generating traffic..."):
-            traffic = generate(events=events, users=users, days=days, seed=seed,
-                               start=first_day, faults=chosen)
+            traffic = generate(
+                events=events, users=users, days=days, seed=seed, start=first_day, faults=chosen
+            )
         with _progress() as progress:
             task = progress.add_task("producing", total=len(traffic.messages))
-            send(traffic.messages, settings, partitions=partitions, compression=compression,
-                 on_progress=lambda n: progress.update(task, completed=n))
+            send(
+                traffic.messages,
+                settings,
+                partitions=partitions,
+                compression=compression,
+                on_progress=lambda n: progress.update(task, completed=n),
+            )
     except (ValueError, ProduceError) as exc:
         raise fail(str(exc)) from None
     if truth:
@@ -128,10 +136,13 @@ def ingest(
     max_messages: Annotated[int, typer.Option(help="stop after this many messages")] = 5_000_000,
     batch_size: Annotated[int, typer.Option(help="messages per Arrow micro-batch")] = 50_000,
     max_seconds: Annotated[float, typer.Option(help="stop draining after this long")] = 600.0,
-    start_from: Annotated[str, typer.Option(
-        help="where a new pipeline starts: earliest | latest | ISO time")] = "earliest",
-    resume_from: Annotated[str | None, typer.Option(
-        help="accept a recorded offset gap and resume: earliest | latest | ISO time")] = None,
+    start_from: Annotated[
+        str, typer.Option(help="where a new pipeline starts: earliest | latest | ISO time")
+    ] = "earliest",
+    resume_from: Annotated[
+        str | None,
+        typer.Option(help="accept a recorded offset gap and resume: earliest | latest | ISO time"),
+    ] = None,
 ) -> None:
     """Drain the topic(s) once into DuckDB (DUCKDB_PATH): raw events and dead letters."""
     from pipelines.ingest import ingest as run
@@ -144,12 +155,22 @@ def ingest(
 
             def on_batch(stats: object) -> None:
                 s = stats  # DrainStats
-                progress.update(task, completed=s.messages,  # type: ignore[attr-defined]
-                                description=f"ingesting ({s.rejected} rejected)")  # type: ignore[attr-defined]
+                progress.update(
+                    task,
+                    completed=s.messages,  # type: ignore[attr-defined]
+                    description=f"ingesting ({s.rejected} rejected)",
+                )  # type: ignore[attr-defined]
 
-            result = run(settings, duckdb_path(), start_from=start_from, resume_from=resume_from,
-                         batch_size=batch_size, max_messages=max_messages,
-                         max_seconds=max_seconds, on_batch=on_batch)
+            result = run(
+                settings,
+                duckdb_path(),
+                start_from=start_from,
+                resume_from=resume_from,
+                batch_size=batch_size,
+                max_messages=max_messages,
+                max_seconds=max_seconds,
+                on_batch=on_batch,
+            )
     except IngestError as exc:
         raise fail(str(exc)) from None
     if result.resumed_gaps:
@@ -177,8 +198,10 @@ def collect(
 
 @app.command()
 def report(
-    output: Annotated[Path | None, typer.Option(
-        help="HTML file to write (default: report.html beside DUCKDB_PATH)")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="HTML file to write (default: report.html beside DUCKDB_PATH)"),
+    ] = None,
     open_: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
 ) -> None:
     """Build the self-contained HTML report (funnels, sessions, data quality) from the warehouse."""
@@ -189,8 +212,11 @@ def report(
     repo = Path(__file__).resolve().parents[1]
     try:
         with console.status("building report..."):
-            summary = build_report(duckdb_path(), output or default_output(),
-                                   dbt_run_results=repo / "dbt_project/target/run_results.json")
+            summary = build_report(
+                duckdb_path(),
+                output or default_output(),
+                dbt_run_results=repo / "dbt_project/target/run_results.json",
+            )
     except ReportError as exc:
         raise fail(str(exc)) from None
     out.print(f"report: {summary.path}" + ("" if summary.has_data else " (no data yet)"))
@@ -200,10 +226,12 @@ def report(
 
 @app.command()
 def forget(
-    user_id: Annotated[str | None, typer.Option(help="erase this user and every id stitched to it")]
-    = None,
-    anonymous_id: Annotated[str | None, typer.Option(
-        help="erase this anonymous visitor and every id stitched to it")] = None,
+    user_id: Annotated[
+        str | None, typer.Option(help="erase this user and every id stitched to it")
+    ] = None,
+    anonymous_id: Annotated[
+        str | None, typer.Option(help="erase this anonymous visitor and every id stitched to it")
+    ] = None,
     rebuild: Annotated[bool, typer.Option(help="rebuild the dbt models afterwards")] = True,
 ) -> None:
     """Erase a person from raw, dead letters, staging and marts; suppress them from now on."""
@@ -212,20 +240,22 @@ def forget(
 
     try:
         with console.status("erasing..."):
-            result = run(duckdb_path(), user_id=user_id, anonymous_id=anonymous_id,
-                         rebuild=rebuild)
+            result = run(duckdb_path(), user_id=user_id, anonymous_id=anonymous_id, rebuild=rebuild)
     except PrivacyError as exc:
         raise fail(str(exc)) from None
-    out.print(f"erasure {result.request_id}: {result.identities} identities, "
-              f"{result.total} raw rows deleted "
-              f"({', '.join(f'{k}={v}' for k, v in result.rows_deleted.items())}); "
-              "suppressed at ingestion and in staging" + ("; models rebuilt" if rebuild else ""))
+    out.print(
+        f"erasure {result.request_id}: {result.identities} identities, "
+        f"{result.total} raw rows deleted "
+        f"({', '.join(f'{k}={v}' for k, v in result.rows_deleted.items())}); "
+        "suppressed at ingestion and in staging" + ("; models rebuilt" if rebuild else "")
+    )
 
 
 @app.command("replay-rejected")
 def replay_rejected(
-    error_code: Annotated[list[str] | None, typer.Option(
-        help="only rows with this error code (repeatable)")] = None,
+    error_code: Annotated[
+        list[str] | None, typer.Option(help="only rows with this error code (repeatable)")
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="count what would load, change nothing")] = False,
 ) -> None:
     """Re-validate dead letters and load the ones that now pass (each at most once)."""
@@ -238,8 +268,10 @@ def replay_rejected(
     except (FileNotFoundError, OSError, duckdb.Error) as exc:
         raise fail(str(exc)) from None
     verb = "would load" if dry_run else "loaded"
-    out.print(f"examined {result.examined} rejected messages: {verb} {result.loaded}, "
-              f"{result.still_rejected} still rejected")
+    out.print(
+        f"examined {result.examined} rejected messages: {verb} {result.loaded}, "
+        f"{result.still_rejected} still rejected"
+    )
 
 
 def _progress() -> Progress:

@@ -182,23 +182,23 @@ case
   when len(list_distinct(top_keys)) <> len(top_keys) then 'duplicate_keys'
   when contains(s, chr(0)) or contains(s, '\\u0000') then 'nul_byte'
   when is_legacy then null
-  when {_jtype('type')} <> 'VARCHAR' or not list_contains({_TYPES_SQL}, {_str('type')})
+  when {_jtype("type")} <> 'VARCHAR' or not list_contains({_TYPES_SQL}, {_str("type")})
     then 'bad_type'
-  when {_jtype('messageId')} = 'NULL' or {_str('messageId')} = '' then 'missing_message_id'
-  when not {_id_ok('messageId')} then 'bad_message_id'
-  when not {_id_ok('anonymousId')} or not {_id_ok('userId')} then 'bad_identity'
-  when coalesce({_str('anonymousId')}, '') = '' and coalesce({_str('userId')}, '') = ''
+  when {_jtype("messageId")} = 'NULL' or {_str("messageId")} = '' then 'missing_message_id'
+  when not {_id_ok("messageId")} then 'bad_message_id'
+  when not {_id_ok("anonymousId")} or not {_id_ok("userId")} then 'bad_identity'
+  when coalesce({_str("anonymousId")}, '') = '' and coalesce({_str("userId")}, '') = ''
     then 'missing_identity'
-  when {_str('type')} = 'track' and ({_jtype('event')} = 'NULL' or {_str('event')} = '')
+  when {_str("type")} = 'track' and ({_jtype("event")} = 'NULL' or {_str("event")} = '')
     then 'missing_event'
-  when {_jtype('event')} not in ('NULL', 'VARCHAR') or {_jtype('name')} not in ('NULL', 'VARCHAR')
-    or not {_object_ok('context')} or not {_object_ok('properties')}
-    or not {_object_ok('traits')} then 'bad_field'
-  when not {_ts_ok('timestamp')} or not {_ts_ok('sentAt')} or not {_ts_ok('receivedAt')}
+  when {_jtype("event")} not in ('NULL', 'VARCHAR') or {_jtype("name")} not in ('NULL', 'VARCHAR')
+    or not {_object_ok("context")} or not {_object_ok("properties")}
+    or not {_object_ok("traits")} then 'bad_field'
+  when not {_ts_ok("timestamp")} or not {_ts_ok("sentAt")} or not {_ts_ok("receivedAt")}
     then 'bad_timestamp'
-  when {_jtype('properties')} = 'OBJECT'
-    and length({_str('properties')}) > {5 * MAX_PROPERTY_KEYS}
-    and len(json_keys({_str('properties')})) > {MAX_PROPERTY_KEYS} then 'too_many_properties'
+  when {_jtype("properties")} = 'OBJECT'
+    and length({_str("properties")}) > {5 * MAX_PROPERTY_KEYS}
+    and len(json_keys({_str("properties")})) > {MAX_PROPERTY_KEYS} then 'too_many_properties'
   else null
 end
 """
@@ -206,7 +206,8 @@ end
 _MESSAGE_CASE = f"""
 case error_code
   when 'null_value' then 'Kafka tombstone: the message has no value'
-  when 'too_large' then 'message is ' || octet_length(value) || ' bytes; the limit is {MAX_MESSAGE_BYTES}'
+  when 'too_large' then 'message is ' || octet_length(value)
+    || ' bytes; the limit is {MAX_MESSAGE_BYTES}'
   when 'bad_key' then 'Kafka key is not valid UTF-8'
   when 'not_utf8' then 'message value is not valid UTF-8'
   when 'not_json' then 'message value is not valid JSON'
@@ -214,25 +215,26 @@ case error_code
   when 'too_deep' then 'objects/arrays nest deeper than {MAX_DEPTH} levels'
   when 'duplicate_keys' then 'duplicate keys in the top-level object'
   when 'nul_byte' then 'message contains a NUL character'
-  when 'bad_type' then 'type ' || coalesce(to_json({_str('type')})::varchar, '(missing)')
+  when 'bad_type' then 'type ' || coalesce(to_json({_str("type")})::varchar, '(missing)')
     || ' is not one of {"|".join(ENVELOPE_TYPES)}'
   when 'missing_message_id' then 'messageId is missing or empty'
-  when 'bad_message_id' then 'messageId ' || left(to_json({_str('messageId')})::varchar, 80)
+  when 'bad_message_id' then 'messageId ' || left(to_json({_str("messageId")})::varchar, 80)
     || ' is not a string of at most {MAX_ID_LENGTH} characters'
-  when 'bad_identity' then 'anonymousId/userId must be strings of at most {MAX_ID_LENGTH} characters'
+  when 'bad_identity'
+    then 'anonymousId/userId must be strings of at most {MAX_ID_LENGTH} characters'
   when 'missing_identity' then 'neither anonymousId nor userId is set'
   when 'missing_event' then 'track call without an event name'
   when 'bad_field' then 'wrong JSON type for ' || concat_ws(', ',
-      case when {_jtype('event')} not in ('NULL', 'VARCHAR') then 'event (want string)' end,
-      case when {_jtype('name')} not in ('NULL', 'VARCHAR') then 'name (want string)' end,
-      case when not {_object_ok('context')} then 'context (want object)' end,
-      case when not {_object_ok('properties')} then 'properties (want object)' end,
-      case when not {_object_ok('traits')} then 'traits (want object)' end)
+      case when {_jtype("event")} not in ('NULL', 'VARCHAR') then 'event (want string)' end,
+      case when {_jtype("name")} not in ('NULL', 'VARCHAR') then 'name (want string)' end,
+      case when not {_object_ok("context")} then 'context (want object)' end,
+      case when not {_object_ok("properties")} then 'properties (want object)' end,
+      case when not {_object_ok("traits")} then 'traits (want object)' end)
   when 'bad_timestamp' then case
-      when not {_ts_ok('timestamp')} then {_ts_message('timestamp')}
-      when not {_ts_ok('sentAt')} then {_ts_message('sentAt')}
-      else {_ts_message('receivedAt')} end
-  when 'too_many_properties' then 'properties has ' || len(json_keys({_str('properties')}))
+      when not {_ts_ok("timestamp")} then {_ts_message("timestamp")}
+      when not {_ts_ok("sentAt")} then {_ts_message("sentAt")}
+      else {_ts_message("receivedAt")} end
+  when 'too_many_properties' then 'properties has ' || len(json_keys({_str("properties")}))
     || ' keys; the limit is {MAX_PROPERTY_KEYS}'
 end
 """
@@ -260,9 +262,9 @@ fields as (
 ),
 timed as (
   select *,
-    try_cast({_str('timestamp')} as timestamptz) as ts_device,
-    try_cast({_str('sentAt')} as timestamptz) as ts_sent,
-    try_cast({_str('receivedAt')} as timestamptz) as ts_received
+    try_cast({_str("timestamp")} as timestamptz) as ts_device,
+    try_cast({_str("sentAt")} as timestamptz) as ts_sent,
+    try_cast({_str("receivedAt")} as timestamptz) as ts_received
   from fields
 ),
 flagged as (
@@ -279,29 +281,32 @@ validated as (
 )
 """
 
-_SPLIT_SQL = _VALIDATE_SQL + f"""
+_SPLIT_SQL = (
+    _VALIDATE_SQL
+    + f"""
 select
   error_code, error_message, key as key_bytes, value as raw_payload,
   _kafka_topic, _kafka_partition, _kafka_offset, _kafka_timestamp, key_s as _kafka_key,
-  case when is_legacy then 'legacy-' || sha256(s) else {_str('messageId')} end as message_id,
-  case when is_legacy then 'track' else {_str('type')} end as type,
-  case when is_legacy then {_str('type')} else {_str('event')} end as event,
-  {_str('name')} as name,
+  case when is_legacy then 'legacy-' || sha256(s) else {_str("messageId")} end as message_id,
+  case when is_legacy then 'track' else {_str("type")} end as type,
+  case when is_legacy then {_str("type")} else {_str("event")} end as event,
+  {_str("name")} as name,
   case when is_legacy then coalesce(nullif(key_s, ''), 'legacy-' || sha256(s))
-    else nullif({_str('anonymousId')}, '') end as anonymous_id,
-  case when is_legacy then null else nullif({_str('userId')}, '') end as user_id,
+    else nullif({_str("anonymousId")}, '') end as anonymous_id,
+  case when is_legacy then null else nullif({_str("userId")}, '') end as user_id,
   coalesce(ts_device, ts_received, _kafka_timestamp) as timestamp,
   ts_sent as sent_at,
   coalesce(ts_received, _kafka_timestamp) as received_at,
-  case when {_jtype('context')} = 'OBJECT' then {_str('context')} end as context,
+  case when {_jtype("context")} = 'OBJECT' then {_str("context")} end as context,
   case
-    when is_legacy and {_jtype('details')} = 'OBJECT' then {_str('details')}
-    when {_jtype('properties')} = 'OBJECT' then {_str('properties')}
+    when is_legacy and {_jtype("details")} = 'OBJECT' then {_str("details")}
+    when {_jtype("properties")} = 'OBJECT' then {_str("properties")}
   end as properties,
-  case when {_jtype('traits')} = 'OBJECT' then {_str('traits')} end as traits,
+  case when {_jtype("traits")} = 'OBJECT' then {_str("traits")} end as traits,
   s as payload
 from validated
 """
+)
 
 
 _local = threading.local()
@@ -410,9 +415,7 @@ def event_days(accepted: pa.Table) -> set[date]:
     if accepted.num_rows == 0:
         return set()
     ts, sent, received = (accepted.column(c) for c in ("timestamp", "sent_at", "received_at"))
-    corrected = pc.if_else(
-        pc.is_null(sent), ts, pc.subtract(received, pc.subtract(sent, ts))
-    )
+    corrected = pc.if_else(pc.is_null(sent), ts, pc.subtract(received, pc.subtract(sent, ts)))
     days = pc.unique(pc.cast(corrected, pa.date32()))
     return {d for d in days.to_pylist() if d is not None}
 

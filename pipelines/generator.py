@@ -42,8 +42,10 @@ _PAGES = [
     ("/docs", "Docs"),
     ("/about", "About"),
 ]
-_PRODUCTS = [(f"sku-{i:03d}", round(5 + i * 3.7, 2), c) for i, c in
-             enumerate(["shoes", "shirts", "bags", "hats", "socks", "coats"] * 4)]
+_PRODUCTS = [
+    (f"sku-{i:03d}", round(5 + i * 3.7, 2), c)
+    for i, c in enumerate(["shoes", "shirts", "bags", "hats", "socks", "coats"] * 4)
+]
 _CAMPAIGNS = [
     ("newsletter", "email", "spring_sale"),
     ("google", "cpc", "brand"),
@@ -120,9 +122,14 @@ class _Builder:
         skew = timedelta(0)
         if "skew" in self.faults and rng.random() < 0.15:
             skew = timedelta(seconds=rng.choice([-1, 1]) * rng.randint(60, 6 * 3600))
-        agent = rng.choice(_BOT_AGENTS) if is_bot else (
-            rng.choice(_WEB_AGENTS) if platform == "web"
-            else f"ShopApp/4.2 ({platform}; build {rng.randint(100, 999)})"
+        agent = (
+            rng.choice(_BOT_AGENTS)
+            if is_bot
+            else (
+                rng.choice(_WEB_AGENTS)
+                if platform == "web"
+                else f"ShopApp/4.2 ({platform}; build {rng.randint(100, 999)})"
+            )
         )
         return _Visitor(
             anonymous_id=self.uid(),
@@ -134,8 +141,11 @@ class _Builder:
         )
 
     def context(self, v: _Visitor, path: str, title: str, landing: dict[str, Any] | None) -> dict:
-        ctx: dict[str, Any] = {"userAgent": v.agent, "locale": "en-US",
-                               "ip": f"203.0.113.{self.rng.randint(1, 254)}"}
+        ctx: dict[str, Any] = {
+            "userAgent": v.agent,
+            "locale": "en-US",
+            "ip": f"203.0.113.{self.rng.randint(1, 254)}",
+        }
         if v.platform == "web":
             search = landing.get("search", "") if landing else ""
             ctx["page"] = {
@@ -148,17 +158,30 @@ class _Builder:
             ctx["library"] = {"name": "analytics.js", "version": "5.2.0"}
         else:
             ctx["app"] = {"name": "ShopApp", "version": "4.2.0"}
-            ctx["device"] = {"type": v.platform, "model": "Pixel 8" if v.platform == "android"
-                             else "iPhone15,2"}
+            ctx["device"] = {
+                "type": v.platform,
+                "model": "Pixel 8" if v.platform == "android" else "iPhone15,2",
+            }
             ctx["os"] = {"name": "Android" if v.platform == "android" else "iOS"}
             ctx["library"] = {"name": f"analytics-{v.platform}", "version": "4.1.0"}
         if landing and landing.get("campaign"):
             ctx["campaign"] = landing["campaign"]
         return ctx
 
-    def emit(self, v: _Visitor, kind: str, at: datetime, logged_in: bool, *, event: str | None = None,
-             name: str | None = None, path: str = "/", props: dict | None = None,
-             traits: dict | None = None, landing: dict | None = None) -> None:
+    def emit(
+        self,
+        v: _Visitor,
+        kind: str,
+        at: datetime,
+        logged_in: bool,
+        *,
+        event: str | None = None,
+        name: str | None = None,
+        path: str = "/",
+        props: dict | None = None,
+        traits: dict | None = None,
+        landing: dict | None = None,
+    ) -> None:
         rng = self.rng
         send_delay = timedelta(milliseconds=rng.randint(5, 4000))
         if "late" in self.faults and v.platform != "web" and rng.random() < 0.05:
@@ -184,11 +207,13 @@ class _Builder:
             body["properties"] = props
         if traits is not None:
             body["traits"] = traits
-        self.events.append(_Event(body["messageId"], v.anonymous_id, user_id, kind, at,
-                                  received, v.is_bot, body))
+        self.events.append(
+            _Event(body["messageId"], v.anonymous_id, user_id, kind, at, received, v.is_bot, body)
+        )
 
-    def session(self, v: _Visitor, start: datetime, logged_in: bool, login_now: bool,
-                budget: int) -> tuple[datetime, bool]:
+    def session(
+        self, v: _Visitor, start: datetime, logged_in: bool, login_now: bool, budget: int
+    ) -> tuple[datetime, bool]:
         """One visit; returns (time of its last event, logged in afterwards)."""
         rng = self.rng
         landing = self.landing()
@@ -203,37 +228,82 @@ class _Builder:
             if emitted >= budget:
                 break
             if i == login_at and v.user_id:
-                self.emit(v, "identify", t, True, traits={"plan": rng.choice(["free", "pro"]),
-                                                         "email": f"{v.user_id}@example.com"})
+                self.emit(
+                    v,
+                    "identify",
+                    t,
+                    True,
+                    traits={
+                        "plan": rng.choice(["free", "pro"]),
+                        "email": f"{v.user_id}@example.com",
+                    },
+                )
                 logged_in = True
                 t += timedelta(seconds=rng.randint(1, 20))
             if i == 0 or rng.random() < 0.45:
                 if v.platform == "web":
-                    self.emit(v, "page", t, logged_in, name=title, path=path,
-                              landing=landing if i == 0 else None)
+                    self.emit(
+                        v,
+                        "page",
+                        t,
+                        logged_in,
+                        name=title,
+                        path=path,
+                        landing=landing if i == 0 else None,
+                    )
                 else:
-                    self.emit(v, "screen", t, logged_in, name=title, path=path,
-                              landing=landing if i == 0 else None)
+                    self.emit(
+                        v,
+                        "screen",
+                        t,
+                        logged_in,
+                        name=title,
+                        path=path,
+                        landing=landing if i == 0 else None,
+                    )
                 path, title = rng.choice(_PAGES)
-            elif shopping and funnel_step < len(CHECKOUT_STEPS) and (
-                funnel_step == 0 or rng.random() < 0.6
+            elif (
+                shopping
+                and funnel_step < len(CHECKOUT_STEPS)
+                and (funnel_step == 0 or rng.random() < 0.6)
             ):
                 sku, price, cat = rng.choice(_PRODUCTS)
                 props = {"product_id": sku, "price": price, "category": cat}
                 if CHECKOUT_STEPS[funnel_step] == "Order Completed":
                     props = {"order_id": self.uid()[:8], "revenue": price, "currency": "USD"}
-                self.emit(v, "track", t, logged_in, event=CHECKOUT_STEPS[funnel_step],
-                          path=f"/products/{sku}", props=props)
+                self.emit(
+                    v,
+                    "track",
+                    t,
+                    logged_in,
+                    event=CHECKOUT_STEPS[funnel_step],
+                    path=f"/products/{sku}",
+                    props=props,
+                )
                 funnel_step += 1
             elif shopping and funnel_step < len(CHECKOUT_STEPS):
                 shopping = False  # drop-off: no further funnel steps in this visit
                 continue
             elif rng.random() < 0.5:
-                self.emit(v, "track", t, logged_in, event="Button Clicked", path=path,
-                          props={"buttonId": rng.choice(["cta", "menu", "share", "myButton"])})
+                self.emit(
+                    v,
+                    "track",
+                    t,
+                    logged_in,
+                    event="Button Clicked",
+                    path=path,
+                    props={"buttonId": rng.choice(["cta", "menu", "share", "myButton"])},
+                )
             else:
-                self.emit(v, "track", t, logged_in, event="Form Submitted", path=path,
-                          props={"formId": rng.choice(["newsletter", "contact", "search"])})
+                self.emit(
+                    v,
+                    "track",
+                    t,
+                    logged_in,
+                    event="Form Submitted",
+                    path=path,
+                    props={"formId": rng.choice(["newsletter", "contact", "search"])},
+                )
             emitted += 1
             # steps of the checkout stay well inside its 60-minute window
             gap = rng.randint(5, 240) if funnel_step else rng.randint(5, 20 * 60)
@@ -245,9 +315,11 @@ class _Builder:
         r = rng.random()
         if r < 0.25:
             src, medium, name = rng.choice(_CAMPAIGNS)
-            return {"campaign": {"source": src, "medium": medium, "name": name},
-                    "search": f"?utm_source={src}&utm_medium={medium}&utm_campaign={name}",
-                    "referrer": ""}
+            return {
+                "campaign": {"source": src, "medium": medium, "name": name},
+                "search": f"?utm_source={src}&utm_medium={medium}&utm_campaign={name}",
+                "referrer": "",
+            }
         if r < 0.5:
             return {"referrer": rng.choice(_REFERRERS["search"])}
         if r < 0.62:
@@ -258,8 +330,13 @@ class _Builder:
 
 
 def _malformed(rng: random.Random, i: int, at: datetime) -> tuple[bytes | None, bytes]:
-    good = {"messageId": f"bad-{i}", "type": "track", "event": "Clicked", "anonymousId": f"x{i}",
-            "timestamp": _iso(at)}
+    good = {
+        "messageId": f"bad-{i}",
+        "type": "track",
+        "event": "Clicked",
+        "anonymousId": f"x{i}",
+        "timestamp": _iso(at),
+    }
     kinds: list[bytes] = [
         b"not json at all",
         b"[1, 2, 3]",
@@ -295,8 +372,9 @@ def generate(
     t0 = datetime(start.year, start.month, start.day, tzinfo=UTC)
     b = _Builder(rng, faults)
     # people with accounts; visitors on two devices share one
-    people: list[str | None] = [f"user-{i:05d}" if rng.random() < 0.45 else None
-                                for i in range(users)]
+    people: list[str | None] = [
+        f"user-{i:05d}" if rng.random() < 0.45 else None for i in range(users)
+    ]
     visitors = [b.visitor(i, people) for i in range(users)]
     for i in range(users // 10):  # a second device for some account holders
         if visitors[i].user_id and not visitors[i].is_bot:
@@ -304,8 +382,9 @@ def generate(
             extra.user_id = visitors[i].user_id
             visitors.append(extra)
     per_visitor = max(1, events // len(visitors))
-    next_start = {v.anonymous_id: t0 + timedelta(seconds=rng.randint(0, 86_400 * days - 1))
-                  for v in visitors}
+    next_start = {
+        v.anonymous_id: t0 + timedelta(seconds=rng.randint(0, 86_400 * days - 1)) for v in visitors
+    }
     logged = {v.anonymous_id: False for v in visitors}
     horizon = t0 + timedelta(days=days)
     order = list(visitors)
@@ -320,8 +399,9 @@ def generate(
                 continue
             login_now = bool(v.user_id) and not logged[v.anonymous_id] and rng.random() < 0.4
             budget = min(events - len(b.events), per_visitor)
-            end, logged[v.anonymous_id] = b.session(v, at, logged[v.anonymous_id], login_now,
-                                                    budget)
+            end, logged[v.anonymous_id] = b.session(
+                v, at, logged[v.anonymous_id], login_now, budget
+            )
             next_start[v.anonymous_id] = end + timedelta(
                 seconds=rng.randint(35 * 60, max(36 * 60, int(86_400 * days / 3)))
             )
@@ -329,7 +409,8 @@ def generate(
         if not progressed:  # everyone ran past the horizon: allow more visits inside it
             for v in visitors:
                 next_start[v.anonymous_id] = t0 + timedelta(
-                    seconds=rng.randint(0, 86_400 * days - 1))
+                    seconds=rng.randint(0, 86_400 * days - 1)
+                )
     b.events = b.events[:events]
 
     messages: list[tuple[datetime, bytes, bytes]] = [

@@ -160,7 +160,9 @@ def ingest(
     except PipelineStepFailed as exc:
         raise _operator_error(exc, warehouse) from exc
 
-    resumed = resolve_gaps(warehouse, pipeline_name, f"resumed from {resume_from}") if resume_at else 0
+    resumed = (
+        resolve_gaps(warehouse, pipeline_name, f"resumed from {resume_from}") if resume_at else 0
+    )
     offsets = {
         TopicPartition(topic, int(p)): int(pos["next"])
         for topic, parts in stored_offsets(pipeline).items()

@@ -33,7 +33,11 @@ from pipelines.kafka_source.settings import EVENTS_TABLE, RAW_DATASET, REJECTED_
 SUPPRESSIONS_TABLE: Final = "privacy_suppressions"
 ERASURES_TABLE: Final = "privacy_erasures"
 DEFAULT_PSEUDONYMISE: Final = (
-    "traits.email", "traits.phone", "traits.name", "properties.email", "context.traits.email",
+    "traits.email",
+    "traits.phone",
+    "traits.name",
+    "properties.email",
+    "context.traits.email",
 )
 IP_MODES: Final = ("truncate", "full", "none")
 _JSON_COLUMNS: Final = ("context", "properties", "traits")
@@ -46,8 +50,10 @@ class PrivacyError(ValueError):
 
 def _check_path(path: str, setting: str) -> tuple[str, ...]:
     parts = tuple(path.split("."))
-    if len(parts) < 2 or parts[0] not in _JSON_COLUMNS or not all(
-        p and set(p) <= _FIELD_CHARS for p in parts
+    if (
+        len(parts) < 2
+        or parts[0] not in _JSON_COLUMNS
+        or not all(p and set(p) <= _FIELD_CHARS for p in parts)
     ):
         raise PrivacyError(
             f"{setting}: {path!r} must look like context.<field>, properties.<field> or "
@@ -68,11 +74,16 @@ class PrivacySettings:
         e = os.environ if env is None else env
         drop = [p.strip() for p in e.get("TRACKFLOW_DROP_FIELDS", "").split(",") if p.strip()]
         pseud = e.get("TRACKFLOW_PSEUDONYMIZE_FIELDS")
-        pseud_list = list(DEFAULT_PSEUDONYMISE) if pseud is None else [
-            p.strip() for p in pseud.split(",") if p.strip()]
+        pseud_list = (
+            list(DEFAULT_PSEUDONYMISE)
+            if pseud is None
+            else [p.strip() for p in pseud.split(",") if p.strip()]
+        )
         ip_mode = e.get("TRACKFLOW_IP_MODE", "truncate")
         if ip_mode not in IP_MODES:
-            raise PrivacyError(f"TRACKFLOW_IP_MODE={ip_mode!r} must be one of {', '.join(IP_MODES)}")
+            raise PrivacyError(
+                f"TRACKFLOW_IP_MODE={ip_mode!r} must be one of {', '.join(IP_MODES)}"
+            )
         return cls(
             drop=tuple(_check_path(p, "TRACKFLOW_DROP_FIELDS") for p in drop),
             pseudonymise=tuple(_check_path(p, "TRACKFLOW_PSEUDONYMIZE_FIELDS") for p in pseud_list),
@@ -158,9 +169,7 @@ def minimise(accepted: pa.Table, settings: PrivacySettings) -> pa.Table:
                 f"case when {old} is null then {patched[target]} "
                 f"else json_merge_patch({patched[target]}, {patch})::varchar end"
             )
-    select = ", ".join(
-        f"{patched[c]} as {c}" if c in patched else c for c in accepted.column_names
-    )
+    select = ", ".join(f"{patched[c]} as {c}" if c in patched else c for c in accepted.column_names)
     con = duckdb.connect()
     try:
         con.register("batch", accepted)
@@ -174,8 +183,12 @@ def suppressed_tokens(warehouse: Path) -> set[str]:
         return set()
     try:
         with duckdb.connect(str(warehouse), read_only=True) as con:
-            return {r[0] for r in con.execute(
-                f"select id_token from {RAW_DATASET}.{SUPPRESSIONS_TABLE}").fetchall()}
+            return {
+                r[0]
+                for r in con.execute(
+                    f"select id_token from {RAW_DATASET}.{SUPPRESSIONS_TABLE}"
+                ).fetchall()
+            }
     except duckdb.CatalogException:
         return set()
 
@@ -194,13 +207,23 @@ def drop_suppressed(
         con.executemany("insert into tokens values (?)", [[t] for t in tokens])
         anon, user = _hmac_sql(settings.key, "anonymous_id"), _hmac_sql(settings.key, "user_id")
         key = _hmac_sql(settings.key, "_kafka_key")
-        kept = con.sql(
-            f"select * from accepted_rows where coalesce({anon} not in (select t from tokens), true)"
-            f" and coalesce({user} not in (select t from tokens), true)"
-        ).to_arrow_table().cast(accepted.schema)
-        kept_rejected = con.sql(
-            f"select * from rejected_rows where coalesce({key} not in (select t from tokens), true)"
-        ).to_arrow_table().cast(rejected.schema)
+        kept = (
+            con.sql(
+                "select * from accepted_rows"
+                f" where coalesce({anon} not in (select t from tokens), true)"
+                f" and coalesce({user} not in (select t from tokens), true)"
+            )
+            .to_arrow_table()
+            .cast(accepted.schema)
+        )
+        kept_rejected = (
+            con.sql(
+                "select * from rejected_rows"
+                f" where coalesce({key} not in (select t from tokens), true)"
+            )
+            .to_arrow_table()
+            .cast(rejected.schema)
+        )
     finally:
         con.close()
     dropped = accepted.num_rows - kept.num_rows + rejected.num_rows - kept_rejected.num_rows
@@ -249,16 +272,22 @@ def forget(
         deleted: dict[str, int] = {}
         con.execute("create temp table forget_ids (id varchar)")
         con.executemany("insert into forget_ids values (?)", [[i] for i in ids])
-        deleted[f"{RAW_DATASET}.{EVENTS_TABLE}"] = _count(con.execute(
-            f"""delete from {RAW_DATASET}.{EVENTS_TABLE}
+        deleted[f"{RAW_DATASET}.{EVENTS_TABLE}"] = _count(
+            con.execute(
+                f"""delete from {RAW_DATASET}.{EVENTS_TABLE}
                 where anonymous_id in (select id from forget_ids)
-                   or user_id in (select id from forget_ids) returning 1"""))
-        deleted[f"{RAW_DATASET}.{REJECTED_TABLE}"] = _count(con.execute(
-            f"""delete from {RAW_DATASET}.{REJECTED_TABLE} r
+                   or user_id in (select id from forget_ids) returning 1"""
+            )
+        )
+        deleted[f"{RAW_DATASET}.{REJECTED_TABLE}"] = _count(
+            con.execute(
+                f"""delete from {RAW_DATASET}.{REJECTED_TABLE} r
                 where _kafka_key in (select id from forget_ids)
                    or exists (select 1 from forget_ids
                               where contains(coalesce(try(decode(r.payload)), ''), id))
-                returning 1"""))
+                returning 1"""
+            )
+        )
         now = datetime.now(UTC)
         con.executemany(
             f"insert or ignore into {RAW_DATASET}.{SUPPRESSIONS_TABLE} values (?, ?)",
@@ -267,8 +296,14 @@ def forget(
         request_id = str(uuid.uuid4())
         con.execute(
             f"insert into {RAW_DATASET}.{ERASURES_TABLE} values (?, ?, ?, ?, ?, ?)",
-            [request_id, now, requested_via, "user_id" if user_id else "anonymous_id",
-             len(ids), json.dumps(deleted)],
+            [
+                request_id,
+                now,
+                requested_via,
+                "user_id" if user_id else "anonymous_id",
+                len(ids),
+                json.dumps(deleted),
+            ],
         )
         con.execute("commit")
         con.execute("checkpoint")  # deleted rows leave the file's live blocks now
@@ -312,10 +347,20 @@ def _rebuild_models(warehouse: Path) -> dict[str, int]:
     repo = Path(__file__).resolve().parents[1]
     dbt = repo / ".venv" / "bin" / "dbt"
     proc = subprocess.run(
-        [str(dbt), "build", "--full-refresh", "--project-dir", "dbt_project", "--profiles-dir",
-         "dbt_project", "--quiet"],
-        cwd=repo, env={**os.environ, "DUCKDB_PATH": str(warehouse.resolve())},
-        capture_output=True, text=True,
+        [
+            str(dbt),
+            "build",
+            "--full-refresh",
+            "--project-dir",
+            "dbt_project",
+            "--profiles-dir",
+            "dbt_project",
+            "--quiet",
+        ],
+        cwd=repo,
+        env={**os.environ, "DUCKDB_PATH": str(warehouse.resolve())},
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise PrivacyError(

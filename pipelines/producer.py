@@ -44,7 +44,7 @@ def produce(
     batch_bytes: int = 512 * 1024,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Send (key, value, timestamp_ms) messages with acks=all; returns how many were acknowledged."""
+    """Send (key, value, timestamp_ms) messages with acks=all; returns how many were acked."""
     settings = settings or KafkaSettings.from_env()
     topic = topic or settings.topics[0]
     ensure_topic(settings, topic, partitions)

@@ -101,7 +101,8 @@ def kafka_source(
                 if privacy is not None:
                     accepted = minimise(accepted, privacy)
                     accepted, rejected, erased = drop_suppressed(
-                        accepted, rejected, set(suppressed), privacy)
+                        accepted, rejected, set(suppressed), privacy
+                    )
                     stats.suppressed += erased
                 accepted, rejected = with_load_id(accepted), with_load_id(rejected)
                 stats.accepted += accepted.num_rows

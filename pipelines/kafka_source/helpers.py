@@ -211,14 +211,28 @@ def check_positions(
             nxt = int(pos["next"])
             if tp not in known:
                 gaps.append(
-                    Gap(topic, tp.partition, "partition_missing", nxt, None, None,
-                        f"partition no longer exists; next offset to load was {nxt}")
+                    Gap(
+                        topic,
+                        tp.partition,
+                        "partition_missing",
+                        nxt,
+                        None,
+                        None,
+                        f"partition no longer exists; next offset to load was {nxt}",
+                    )
                 )
             elif nxt < begin[tp]:
                 gaps.append(
-                    Gap(topic, tp.partition, "retention", nxt, begin[tp], end[tp],
+                    Gap(
+                        topic,
+                        tp.partition,
+                        "retention",
+                        nxt,
+                        begin[tp],
+                        end[tp],
                         f"next offset {nxt} is below the log start {begin[tp]}: "
-                        f"{begin[tp] - nxt} messages were deleted before they were loaded")
+                        f"{begin[tp] - nxt} messages were deleted before they were loaded",
+                    )
                 )
             elif nxt > begin[tp] and pos.get("fp"):
                 verify[tp] = pos
@@ -258,15 +272,29 @@ def _verify_last_records(
         rec = seen.get(tp)
         if rec is None:
             gaps.append(
-                Gap(tp.topic, tp.partition, "offsets_reset", nxt, begin[tp], end[tp],
+                Gap(
+                    tp.topic,
+                    tp.partition,
+                    "offsets_reset",
+                    nxt,
+                    begin[tp],
+                    end[tp],
                     f"the broker no longer holds offset {nxt - 1} (last loaded); its log now ends "
-                    f"near {end[tp]}: the broker lost its data or the topic was recreated")
+                    f"near {end[tp]}: the broker lost its data or the topic was recreated",
+                )
             )
         elif rec.offset != nxt - 1 or fingerprint(rec.timestamp, rec.value) != pos["fp"]:
             gaps.append(
-                Gap(tp.topic, tp.partition, "topic_recreated", nxt, begin[tp], end[tp],
+                Gap(
+                    tp.topic,
+                    tp.partition,
+                    "topic_recreated",
+                    nxt,
+                    begin[tp],
+                    end[tp],
                     f"the record at offset {nxt - 1} is not the one loaded last: "
-                    "the topic was recreated or rewritten")
+                    "the topic was recreated or rewritten",
+                )
             )
     return gaps
 
@@ -284,10 +312,20 @@ def record_gaps(warehouse: Path, pipeline_name: str, gaps: list[Gap]) -> None:
         )
         now = datetime.now(UTC)
         con.executemany(
-            f"insert into {RAW_DATASET}.{GAPS_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?, ?, null, null)",
+            f"insert into {RAW_DATASET}.{GAPS_TABLE} "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, null, null)",
             [
-                [now, pipeline_name, g.topic, g.partition, g.kind, g.expected_offset, g.log_start,
-                 g.log_end, g.detail]
+                [
+                    now,
+                    pipeline_name,
+                    g.topic,
+                    g.partition,
+                    g.kind,
+                    g.expected_offset,
+                    g.log_start,
+                    g.log_end,
+                    g.detail,
+                ]
                 for g in gaps
             ],
         )
@@ -335,8 +373,12 @@ def drain(
     poller = threading.Thread(
         target=_poll_batches,
         args=(consumer, positions, stats, ready, stop),
-        kwargs={"batch_size": batch_size, "max_messages": max_messages,
-                "max_seconds": max_seconds, "servers": servers},
+        kwargs={
+            "batch_size": batch_size,
+            "max_messages": max_messages,
+            "max_seconds": max_seconds,
+            "servers": servers,
+        },
         name="kafka-poller",
         daemon=True,
     )
@@ -374,8 +416,17 @@ def _poll_batches(
     servers: str,
 ) -> None:
     try:
-        _poll_loop(consumer, positions, stats, ready, stop, batch_size=batch_size,
-                   max_messages=max_messages, max_seconds=max_seconds, servers=servers)
+        _poll_loop(
+            consumer,
+            positions,
+            stats,
+            ready,
+            stop,
+            batch_size=batch_size,
+            max_messages=max_messages,
+            max_seconds=max_seconds,
+            servers=servers,
+        )
         ready.put(_DONE)
     except BaseException as exc:  # handed to the consuming thread, which re-raises it
         ready.put(exc)

@@ -42,20 +42,25 @@ def test_broker_lost_its_data_fails_loudly_then_resumes(own_broker, warehouse) -
         assert "--resume-from earliest" in str(err.value)
         assert "events[" in str(err.value)
     assert scalar(warehouse, "select count(*) from raw.tracking_events") == 1_000
-    gaps = query(warehouse, "select distinct kind, partition from raw.ingestion_gaps "
-                            "where resolved_at is null order by partition")
+    gaps = query(
+        warehouse,
+        "select distinct kind, partition from raw.ingestion_gaps "
+        "where resolved_at is null order by partition",
+    )
     assert {k for k, _ in gaps} <= {"offsets_reset", "topic_recreated"}
     assert {p for _, p in gaps} == {0, 1}
 
     resumed = ingest(settings, warehouse, resume_from="earliest")
     assert resumed.loaded == 300
     assert resumed.resumed_gaps == len(query(warehouse, "select * from raw.ingestion_gaps"))
-    assert scalar(warehouse, "select count(*) from raw.ingestion_gaps where resolved_at is null") == 0
+    assert (
+        scalar(warehouse, "select count(*) from raw.ingestion_gaps where resolved_at is null") == 0
+    )
     assert ingest(settings, warehouse).loaded == 0
 
 
 def test_topic_recreated_with_more_messages_is_noticed(own_broker, warehouse) -> None:
-    """Offsets alone look fine here (the new log is longer); the last record's fingerprint differs."""
+    """Offsets look fine here (the new log is longer); the last record's fingerprint differs."""
     settings = settings_for(own_broker.bootstrap, "events")
     _create(own_broker.bootstrap, "events", partitions=1)
     produce(generate(events=200, users=10, seed=1).messages, settings, "events")

@@ -15,8 +15,9 @@ from tests.helpers import query, scalar, settings_for
 
 def test_ingest_matches_ground_truth(broker, make_topic, warehouse: Path) -> None:
     topic = make_topic(partitions=4)
-    traffic = generate(events=6_000, users=200, days=2, seed=7,
-                       faults={"duplicates", "malformed", "late", "skew"})
+    traffic = generate(
+        events=6_000, users=200, days=2, seed=7, faults={"duplicates", "malformed", "late", "skew"}
+    )
     settings = settings_for(broker.bootstrap, topic)
     produce(traffic.messages, settings, topic)
 
@@ -26,18 +27,23 @@ def test_ingest_matches_ground_truth(broker, make_topic, warehouse: Path) -> Non
     assert result.messages == truth["messages"]
     assert result.loaded == truth["valid_message_ids"] + truth["duplicate_deliveries"]
     assert result.rejected == truth["malformed"]
-    assert scalar(warehouse, "select count(distinct message_id) from raw.tracking_events") == (
-        truth["valid_message_ids"]
+    assert (
+        scalar(warehouse, "select count(distinct message_id) from raw.tracking_events")
+        == (truth["valid_message_ids"])
     )
-    assert scalar(warehouse, "select count(*) from raw.tracking_events_rejected") == (
-        truth["malformed"]
+    assert (
+        scalar(warehouse, "select count(*) from raw.tracking_events_rejected")
+        == (truth["malformed"])
     )
     # every Kafka coordinate lands exactly once, in one of the two tables
-    rows = query(warehouse, """
+    rows = query(
+        warehouse,
+        """
         select count(*), count(distinct (_kafka_partition, _kafka_offset)) from (
           select _kafka_partition, _kafka_offset from raw.tracking_events
           union all
-          select _kafka_partition, _kafka_offset from raw.tracking_events_rejected)""")
+          select _kafka_partition, _kafka_offset from raw.tracking_events_rejected)""",
+    )
     assert rows[0] == (truth["messages"], truth["messages"])
     assert result.total_lag == 0
     assert result.event_days  # the days touched, for the late-data sensor
@@ -74,10 +80,13 @@ def test_drain_stopped_by_max_messages_resumes_without_gaps(broker, make_topic, 
             break
     assert [r.stopped_because for r in runs[:4]] == ["max_messages"] * 4
     assert sum(r.messages for r in runs) == 3_000
-    per_partition = query(warehouse, """
+    per_partition = query(
+        warehouse,
+        """
         select _kafka_partition, count(*), count(distinct _kafka_offset),
                min(_kafka_offset), max(_kafka_offset)
-        from raw.tracking_events group by 1 order by 1""")
+        from raw.tracking_events group by 1 order by 1""",
+    )
     for _partition, n, distinct, lo, hi in per_partition:
         assert n == distinct == hi - lo + 1  # no repeats, no holes
         assert lo == 0
@@ -96,8 +105,10 @@ def test_group_offsets_equal_loaded_offsets(broker, make_topic, warehouse) -> No
         admin.close()
     loaded_next = {
         TopicPartition(topic, p): hi + 1
-        for p, hi in query(warehouse, "select _kafka_partition, max(_kafka_offset) "
-                                      "from raw.tracking_events group by 1")
+        for p, hi in query(
+            warehouse,
+            "select _kafka_partition, max(_kafka_offset) from raw.tracking_events group by 1",
+        )
     }
     assert {tp: m.offset for tp, m in committed.items()} == loaded_next
     assert result.offsets == {f"{tp.topic}[{tp.partition}]": o for tp, o in loaded_next.items()}
@@ -109,8 +120,14 @@ def test_compressed_topics_from_librdkafka(broker, make_topic, warehouse, codec)
 
     topic = make_topic(partitions=2)
     traffic = generate(events=800, users=30, seed=5)
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": codec,
-                         "linger.ms": 20, "acks": "all"})
+    producer = Producer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "compression.type": codec,
+            "linger.ms": 20,
+            "acks": "all",
+        }
+    )
     for key, value, ts in traffic.messages:
         producer.produce(topic, key=key, value=value, timestamp=ts)
     assert producer.flush(30) == 0
@@ -123,11 +140,15 @@ def test_compressed_topics_from_librdkafka(broker, make_topic, warehouse, codec)
 def test_legacy_simple_shape_is_accepted_as_track(broker, make_topic, warehouse) -> None:
     topic = make_topic(partitions=1)
     settings = settings_for(broker.bootstrap, topic)
-    legacy = b'{"type": "button_click", "timestamp": "2026-03-01T12:00:00Z", ' \
-             b'"details": {"buttonId": "myButton"}}'
+    legacy = (
+        b'{"type": "button_click", "timestamp": "2026-03-01T12:00:00Z", '
+        b'"details": {"buttonId": "myButton"}}'
+    )
     produce([(None, legacy, None)], settings, topic)
     assert ingest(settings, warehouse).loaded == 1
-    row = query(warehouse, "select type, event, properties::json->>'buttonId', anonymous_id "
-                           "from raw.tracking_events")[0]
+    row = query(
+        warehouse,
+        "select type, event, properties::json->>'buttonId', anonymous_id from raw.tracking_events",
+    )[0]
     assert row[:3] == ("track", "button_click", "myButton")
     assert row[3]  # a deterministic stand-in identity

@@ -22,10 +22,22 @@ KEY = "test-pseudonym-key"
 
 def _dbt(warehouse: Path, *args: str) -> None:
     proc = subprocess.run(
-        [str(REPO_ROOT / ".venv/bin/dbt"), "build", "--project-dir", "dbt_project",
-         "--profiles-dir", "dbt_project", "--quiet", *args],
-        cwd=REPO_ROOT, env={**os.environ, "DUCKDB_PATH": str(warehouse)},
-        capture_output=True, text=True, timeout=600)
+        [
+            str(REPO_ROOT / ".venv/bin/dbt"),
+            "build",
+            "--project-dir",
+            "dbt_project",
+            "--profiles-dir",
+            "dbt_project",
+            "--quiet",
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DUCKDB_PATH": str(warehouse)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 
@@ -33,8 +45,10 @@ def _every_cell(warehouse: Path) -> list[tuple[str, str]]:
     """(table, text of a row) for every row of every table and view in the warehouse."""
     out: list[tuple[str, str]] = []
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        tables = con.execute("select table_schema, table_name from information_schema.tables "
-                             "where table_catalog = current_database()").fetchall()
+        tables = con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_catalog = current_database()"
+        ).fetchall()
         for schema, table in tables:
             rows = con.execute(f'select * from "{schema}"."{table}"').fetchall()
             out.extend((f"{schema}.{table}", repr(row)) for row in rows)
@@ -66,14 +80,20 @@ def test_pseudonymised_fields_never_in_clear_text(built) -> None:
     assert emails and ips
     cells = _every_cell(warehouse)
     assert not [t for t, text in cells if any(m in text for m in emails)]
-    assert not [t for t, text in cells if any(f"{ip}'" in text or f'{ip}"' in text
-                                              for ip in ips if not ip.endswith(".0"))]
+    assert not [
+        t
+        for t, text in cells
+        if any(f"{ip}'" in text or f'{ip}"' in text for ip in ips if not ip.endswith(".0"))
+    ]
     # the same input maps to the same token, so joins on it still work
     privacy = PrivacySettings.from_env(warehouse, {"TRACKFLOW_PSEUDONYM_KEY": KEY})
     email = sorted(emails)[0]
-    tokens = scalar(warehouse, "select count(distinct traits::json->>'email') from "
-                               "raw.tracking_events where traits::json->>'email' = "
-                               f"'{privacy.token(email)}'")
+    tokens = scalar(
+        warehouse,
+        "select count(distinct traits::json->>'email') from "
+        "raw.tracking_events where traits::json->>'email' = "
+        f"'{privacy.token(email)}'",
+    )
     assert tokens == 1
 
 
@@ -88,24 +108,33 @@ def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
     user, anon_ids = max(by_user.items(), key=lambda kv: (len(kv[1]), kv[0]))
     person_ids = {user} | anon_ids
     email_token = PrivacySettings.from_env(warehouse, {"TRACKFLOW_PSEUDONYM_KEY": KEY}).token(
-        f"{user}@example.com")
+        f"{user}@example.com"
+    )
     sessions_before = scalar(warehouse, "select count(*) from analytics.fct_sessions")
-    theirs = scalar(warehouse, f"select count(*) from analytics.fct_sessions "
-                               f"where user_key = '{user}'")
+    theirs = scalar(
+        warehouse, f"select count(*) from analytics.fct_sessions where user_key = '{user}'"
+    )
     assert theirs > 0
 
     result = forget(warehouse, user_id=user, requested_via="test")
     assert result.identities == len(person_ids)
     assert result.rows_deleted["raw.tracking_events"] == sum(
-        1 for e in events if e["anonymousId"] in anon_ids or e.get("userId") == user)
+        1 for e in events if e["anonymousId"] in anon_ids or e.get("userId") == user
+    )
 
     def leaks() -> list[str]:
-        return sorted({t for t, text in _every_cell(warehouse)
-                       if any(i in text for i in person_ids) or email_token in text})
+        return sorted(
+            {
+                t
+                for t, text in _every_cell(warehouse)
+                if any(i in text for i in person_ids) or email_token in text
+            }
+        )
 
     assert leaks() == []
     assert scalar(warehouse, "select count(*) from analytics.fct_sessions") == (
-        sessions_before - theirs)
+        sessions_before - theirs
+    )
     audit = scalar(warehouse, "select count(*) from raw.privacy_erasures")
     assert audit == 1  # and (checked above) it holds none of their ids
 

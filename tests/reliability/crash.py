@@ -1,6 +1,7 @@
 """Kill the ingestion with SIGKILL at random moments while a producer keeps sending.
 
-Used by the CI test (20+ kills) and by `make soak` (200+ kills, `python -m tests.reliability.crash`).
+Used by the CI test (20+ kills) and by `make soak`
+(200+ kills, `python -m tests.reliability.crash`).
 """
 
 from __future__ import annotations
@@ -54,10 +55,15 @@ def run_crash_test(workdir: Path, kills: int, events: int, seed: int = 11) -> Cr
         topic = "crash.events"
         settings = settings_for(broker.bootstrap, topic, group="crash")
         ensure_topic(settings, topic, partitions=4)
-        traffic = generate(events=events, users=max(50, events // 40), days=2, seed=seed,
-                           faults={"duplicates", "malformed"})
+        traffic = generate(
+            events=events,
+            users=max(50, events // 40),
+            days=2,
+            seed=seed,
+            faults={"duplicates", "malformed"},
+        )
         valid_ids = set(traffic.valid_ids)
-        chunks = [traffic.messages[i:i + 500] for i in range(0, len(traffic.messages), 500)]
+        chunks = [traffic.messages[i : i + 500] for i in range(0, len(traffic.messages), 500)]
 
         def keep_sending() -> None:
             for chunk in chunks:
@@ -66,13 +72,23 @@ def run_crash_test(workdir: Path, kills: int, events: int, seed: int = 11) -> Cr
 
         producer = threading.Thread(target=keep_sending, daemon=True)
         producer.start()
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-               "TRACKING_TOPIC": topic, "KAFKA_CONSUMER_GROUP": "crash",
-               "DUCKDB_PATH": str(warehouse), "PYTHONPATH": str(REPO)}
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "TRACKING_TOPIC": topic,
+            "KAFKA_CONSUMER_GROUP": "crash",
+            "DUCKDB_PATH": str(warehouse),
+            "PYTHONPATH": str(REPO),
+        }
         done = completed = 0
         while done < kills:
-            proc = subprocess.Popen(_ingest_cmd(), env=env, cwd=REPO,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                _ingest_cmd(),
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             # startup takes ~1.5 s; beyond it the kill lands in poll/extract/normalize/load/commit
             time.sleep(rng.uniform(0.8, 4.0))
             if proc.poll() is None:
@@ -83,26 +99,45 @@ def run_crash_test(workdir: Path, kills: int, events: int, seed: int = 11) -> Cr
             proc.wait()
         producer.join()
         for _ in range(3):  # then let it finish (what arrived after the last kill included)
-            final = subprocess.run(_ingest_cmd(), env=env, cwd=REPO, capture_output=True,
-                                   text=True, timeout=300)
+            final = subprocess.run(
+                _ingest_cmd(), env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+            )
             if final.returncode != 0:
                 raise AssertionError(f"final ingest failed: {final.stderr[-2000:]}")
             completed += 1
         dbt = subprocess.run(
-            [str(REPO / ".venv" / "bin" / "dbt"), "run", "--project-dir", "dbt_project",
-             "--profiles-dir", "dbt_project", "--select", "stg_raw__tracking_events", "--quiet"],
-            env={**env, "DUCKDB_PATH": str(warehouse)}, cwd=REPO, capture_output=True,
-            text=True, timeout=300)
+            [
+                str(REPO / ".venv" / "bin" / "dbt"),
+                "run",
+                "--project-dir",
+                "dbt_project",
+                "--profiles-dir",
+                "dbt_project",
+                "--select",
+                "stg_raw__tracking_events",
+                "--quiet",
+            ],
+            env={**env, "DUCKDB_PATH": str(warehouse)},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if dbt.returncode != 0:
             raise AssertionError(f"dbt staging failed: {dbt.stdout[-2000:]}")
         with duckdb.connect(str(warehouse), read_only=True) as con:
             raw_rows = con.execute("select count(*) from raw.tracking_events").fetchone()[0]
-            staged_ids = [r[0] for r in con.execute(
-                "select message_id from staging.stg_raw__tracking_events").fetchall()]
+            staged_ids = [
+                r[0]
+                for r in con.execute(
+                    "select message_id from staging.stg_raw__tracking_events"
+                ).fetchall()
+            ]
             loaded_ids = set(staged_ids)
             rejected = con.execute(
                 "select count(distinct (_kafka_partition, _kafka_offset)) "
-                "from raw.tracking_events_rejected").fetchone()[0]
+                "from raw.tracking_events_rejected"
+            ).fetchone()[0]
     return CrashReport(
         kills=done,
         completed_runs=completed,

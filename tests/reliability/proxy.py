@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -26,18 +27,14 @@ class OutageProxy:
         """Refuse new connections and cut every open one."""
         if self._server:
             # shutdown first: a plain close() does not wake the thread blocked in accept()
-            try:
+            with contextlib.suppress(OSError):
                 self._server.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._server.close()
             self._server = None
         with self._lock:
             for c in self._conns:
-                try:
+                with contextlib.suppress(OSError):
                     c.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 c.close()
             self._conns.clear()
 
@@ -62,7 +59,5 @@ class OutageProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass

@@ -15,8 +15,13 @@ from tests.helpers import query, settings_for
 
 
 def _good(i: int) -> dict:
-    return {"messageId": f"good-{i}", "type": "track", "event": "Clicked",
-            "anonymousId": f"a{i}", "timestamp": "2026-05-01T10:00:00Z"}
+    return {
+        "messageId": f"good-{i}",
+        "type": "track",
+        "event": "Clicked",
+        "anonymousId": f"a{i}",
+        "timestamp": "2026-05-01T10:00:00Z",
+    }
 
 
 BASE = _good(0) | {"messageId": "base"}
@@ -31,21 +36,30 @@ CORPUS: dict[str, tuple[bytes | None, bytes | None, str]] = {
     "empty body": (b"k", b"", "not_json"),
     "tombstone": (b"k", None, "null_value"),
     "non-utf8 key": (b"\x80\x81", dumps(BASE), "bad_key"),
-    "missing messageId": (b"k", dumps({k: v for k, v in BASE.items() if k != "messageId"}),
-                          "missing_message_id"),
+    "missing messageId": (
+        b"k",
+        dumps({k: v for k, v in BASE.items() if k != "messageId"}),
+        "missing_message_id",
+    ),
     "null messageId": (b"k", dumps(BASE | {"messageId": None}), "missing_message_id"),
     "numeric messageId": (b"k", dumps(BASE | {"messageId": 7}), "bad_message_id"),
     "huge messageId": (b"k", dumps(BASE | {"messageId": "m" * 300}), "bad_message_id"),
-    "missing both ids": (b"k", dumps({k: v for k, v in BASE.items() if k != "anonymousId"}),
-                         "missing_identity"),
+    "missing both ids": (
+        b"k",
+        dumps({k: v for k, v in BASE.items() if k != "anonymousId"}),
+        "missing_identity",
+    ),
     "empty ids": (b"k", dumps(BASE | {"anonymousId": "", "userId": ""}), "missing_identity"),
     "object userId": (b"k", dumps(BASE | {"userId": {"id": 1}}), "bad_identity"),
     "array anonymousId": (b"k", dumps(BASE | {"anonymousId": ["a"]}), "bad_identity"),
     "missing type": (b"k", dumps({k: v for k, v in BASE.items() if k != "type"}), "bad_type"),
     "unknown type": (b"k", dumps(BASE | {"type": "purchase"}), "bad_type"),
     "numeric type": (b"k", dumps(BASE | {"type": 1}), "bad_type"),
-    "track without event": (b"k", dumps({k: v for k, v in BASE.items() if k != "event"}),
-                            "missing_event"),
+    "track without event": (
+        b"k",
+        dumps({k: v for k, v in BASE.items() if k != "event"}),
+        "missing_event",
+    ),
     "numeric event": (b"k", dumps(BASE | {"event": 5}), "bad_field"),
     "string properties": (b"k", dumps(BASE | {"properties": "x"}), "bad_field"),
     "array context": (b"k", dumps(BASE | {"context": []}), "bad_field"),
@@ -57,10 +71,12 @@ CORPUS: dict[str, tuple[bytes | None, bytes | None, str]] = {
     "numeric timestamp": (b"k", dumps(BASE | {"timestamp": 1700000000}), "bad_timestamp"),
     "bad sentAt": (b"k", dumps(BASE | {"sentAt": "soon"}), "bad_timestamp"),
     "oversized": (b"k", dumps(BASE | {"properties": {"x": "y" * 40_000}}), "too_large"),
-    "deeply nested": (b"k", b'{"messageId":"d","p":' + b"[" * 100 + b"]" * 100 + b"}",
-                      "too_deep"),
-    "huge property map": (b"k", dumps(BASE | {"properties": {f"k{i}": i for i in range(1500)}}),
-                          "too_many_properties"),
+    "deeply nested": (b"k", b'{"messageId":"d","p":' + b"[" * 100 + b"]" * 100 + b"}", "too_deep"),
+    "huge property map": (
+        b"k",
+        dumps(BASE | {"properties": {f"k{i}": i for i in range(1500)}}),
+        "too_many_properties",
+    ),
     "duplicate keys": (b"k", b'{"messageId":"a","type":"track","type":"page"}', "duplicate_keys"),
     "escaped NUL": (b"k", dumps(BASE | {"event": "nul\u0000here"}), "nul_byte"),
     "raw NUL byte": (b"k", b'{"messageId":"n","type":"track\x00"}', "not_json"),
@@ -84,9 +100,14 @@ def test_every_malformed_kind_is_dead_lettered_losslessly(broker, make_topic, wa
 
     result = ingest(settings, warehouse)
     assert (result.loaded, result.rejected) == (good, len(CORPUS))
-    rows = {off: (code, key, payload, msg) for off, code, key, payload, msg in query(
-        warehouse, "select _kafka_offset, error_code, key_bytes, payload, error_message "
-                   "from raw.tracking_events_rejected")}
+    rows = {
+        off: (code, key, payload, msg)
+        for off, code, key, payload, msg in query(
+            warehouse,
+            "select _kafka_offset, error_code, key_bytes, payload, error_message "
+            "from raw.tracking_events_rejected",
+        )
+    }
     assert set(rows) == set(expected)
     for offset, (code, key, value) in expected.items():
         got_code, got_key, got_payload, message = rows[offset]
@@ -112,9 +133,20 @@ def test_schema_drift_keeps_loading(broker, make_topic, warehouse) -> None:
     assert json.loads(props["good-0"]) == {"price": 10}
     # and the models keep building on the drifted data
     dbt = subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "dbt"), "build", "--project-dir", "dbt_project",
-         "--profiles-dir", "dbt_project", "--quiet"],
-        env={**os.environ, "DUCKDB_PATH": str(warehouse)}, cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=600)
+        [
+            str(REPO_ROOT / ".venv" / "bin" / "dbt"),
+            "build",
+            "--project-dir",
+            "dbt_project",
+            "--profiles-dir",
+            "dbt_project",
+            "--quiet",
+        ],
+        env={**os.environ, "DUCKDB_PATH": str(warehouse)},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert dbt.returncode == 0, dbt.stdout[-3000:]
     assert query(warehouse, "select count(*) from analytics.fct_sessions")[0][0] >= 1

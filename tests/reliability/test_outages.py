@@ -92,10 +92,17 @@ def test_locked_warehouse_is_a_clear_retryable_failure(broker, make_topic, wareh
     produce(generate(events=500, users=30, seed=6).messages, settings, topic)
 
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True);"
-         " time.sleep(120)", str(warehouse)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]);"
+            " print('locked', flush=True);"
+            " time.sleep(120)",
+            str(warehouse),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(WarehouseLocked) as err:

@@ -17,18 +17,30 @@ def _replay(warehouse, **env: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "replay-rejected"],
         env={**os.environ, "DUCKDB_PATH": str(warehouse), **env},
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
 def test_replay_loads_what_now_passes_exactly_once(broker, make_topic, warehouse) -> None:
     topic = make_topic(partitions=2)
-    big = {"messageId": "big-1", "type": "track", "event": "Report Exported",
-           "anonymousId": "a1", "timestamp": "2026-05-01T10:00:00Z",
-           "properties": {"rows": "x" * 40_000}}
-    messages = [(b"a1", dumps(big), None), (b"a2", b"still not json", None),
-                (b"a3", dumps({**big, "messageId": "ok-1", "properties": {}}), None)]
+    big = {
+        "messageId": "big-1",
+        "type": "track",
+        "event": "Report Exported",
+        "anonymousId": "a1",
+        "timestamp": "2026-05-01T10:00:00Z",
+        "properties": {"rows": "x" * 40_000},
+    }
+    messages = [
+        (b"a1", dumps(big), None),
+        (b"a2", b"still not json", None),
+        (b"a3", dumps({**big, "messageId": "ok-1", "properties": {}}), None),
+    ]
     settings = settings_for(broker.bootstrap, topic)
     produce(messages, settings, topic)
     result = ingest(settings, warehouse)
@@ -41,7 +53,9 @@ def test_replay_loads_what_now_passes_exactly_once(broker, make_topic, warehouse
     assert "loaded 1, 1 still rejected" in out
     assert "loaded 0, 1 still rejected" in _replay(warehouse, TRACKFLOW_MAX_EVENT_BYTES="65536")
 
-    assert sorted(r[0] for r in query(warehouse, "select message_id from raw.tracking_events")) \
-        == ["big-1", "ok-1"]
+    assert sorted(r[0] for r in query(warehouse, "select message_id from raw.tracking_events")) == [
+        "big-1",
+        "ok-1",
+    ]
     # dead letters stay as the audit trail
     assert scalar(warehouse, "select count(*) from raw.tracking_events_rejected") == 2

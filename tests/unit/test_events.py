@@ -42,8 +42,9 @@ CASES: list[tuple[str, bytes | None, bytes | None]] = [
 
 
 def _run(rows: list[tuple[bytes | None, bytes | None]]):
-    return validate(messages_table([("t", 0, i, 1_700_000_000_000, k, v)
-                                    for i, (k, v) in enumerate(rows)]))
+    return validate(
+        messages_table([("t", 0, i, 1_700_000_000_000, k, v) for i, (k, v) in enumerate(rows)])
+    )
 
 
 def test_every_error_code_is_exercised() -> None:
@@ -69,7 +70,11 @@ def test_accepted_row_is_typed() -> None:
     row = accepted.to_pylist()[0]
     assert row["message_id"] == "m-1"
     assert (row["type"], row["event"], row["anonymous_id"], row["user_id"]) == (
-        "track", "Product Viewed", "anon-1", "u-9")
+        "track",
+        "Product Viewed",
+        "anon-1",
+        "u-9",
+    )
     assert row["timestamp"].isoformat() == "2026-05-01T10:00:00+00:00"
     assert row["sent_at"].isoformat() == "2026-05-01T10:00:05+00:00"
     # no receivedAt from a collector: the Kafka timestamp stands in
@@ -87,8 +92,13 @@ def test_missing_timestamp_defaults_to_received_at() -> None:
 
 
 def test_original_sketch_shape_is_a_track_event() -> None:
-    legacy = dumps({"type": "button_click", "timestamp": "2026-03-01T12:00:00Z",
-                    "details": {"buttonId": "myButton"}})
+    legacy = dumps(
+        {
+            "type": "button_click",
+            "timestamp": "2026-03-01T12:00:00Z",
+            "details": {"buttonId": "myButton"},
+        }
+    )
     accepted, rejected = _run([(b"visitor-7", legacy), (b"visitor-7", legacy)])
     assert rejected.num_rows == 0
     a, b = accepted.to_pylist()

@@ -12,8 +12,9 @@ def test_offset_below_log_start_is_a_retention_gap() -> None:
     settings = KafkaSettings(topics=("events",))
     tp0, tp1 = TopicPartition("events", 0), TopicPartition("events", 1)
     stored = {"events": {"0": {"next": 120, "fp": None}, "1": {"next": 500, "fp": None}}}
-    gaps = check_positions(settings, stored, [tp0, tp1], begin={tp0: 400, tp1: 0},
-                           end={tp0: 900, tp1: 800})
+    gaps = check_positions(
+        settings, stored, [tp0, tp1], begin={tp0: 400, tp1: 0}, end={tp0: 900, tp1: 800}
+    )
     assert [(g.partition, g.kind, g.expected_offset, g.log_start) for g in gaps] == [
         (0, "retention", 120, 400)
     ]
