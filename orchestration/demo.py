@@ -135,7 +135,6 @@ def run_demo(
     from pipelines.generator import generate
     from pipelines.producer import produce
 
-    os.environ.setdefault("TRACKFLOW_DBT_PARSE", "1")  # models added since the last parse
     home = ensure_local_instance()
     os.environ["DAGSTER_HOME"] = str(home)
     settings = KafkaSettings.from_env()

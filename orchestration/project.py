@@ -12,6 +12,9 @@ from dagster_dbt import DbtProject
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+# what `dbt parse` reads: a newer file than the manifest means the manifest is stale
+DBT_SOURCE_DIRS = ("models", "macros", "tests", "seeds", "snapshots", "analyses")
+DBT_SOURCE_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml")
 
 # `.venv/bin/dagster dev` does not activate the venv; dagster-dbt's preparer looks dbt up on PATH
 if shutil.which("dbt") is None:
@@ -25,12 +28,31 @@ dbt_project = DbtProject(
     target_path=Path("target") / "dagster",
 )
 
-# `dagster dev` re-parses on every load, so models added by the dbt project show up on reload.
-# elsewhere the manifest is built once (deployments: `python -m orchestration.project` at build
-# time); a fresh clone, the demo and the tests parse when it is missing or TRACKFLOW_DBT_PARSE=1.
-dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.exists() or os.environ.get("TRACKFLOW_DBT_PARSE") == "1":
-    dbt_project.preparer.prepare(dbt_project)
+
+def manifest_is_stale(project: DbtProject = dbt_project) -> bool:
+    if not project.manifest_path.exists():
+        return True
+    built = project.manifest_path.stat().st_mtime
+    files = [project.project_dir / name for name in DBT_SOURCE_FILES]
+    for directory in DBT_SOURCE_DIRS:
+        files += (project.project_dir / directory).rglob("*")
+    return any(f.is_file() and f.stat().st_mtime > built for f in files)
+
+
+def prepare_if_stale(project: DbtProject = dbt_project) -> None:
+    """`dbt parse` when the manifest is missing or older than a file of the project.
+
+    This stands in for `DbtProject.prepare_if_dev()`, which re-parses on every load under
+    `dagster dev` — including in every run worker (~20 s each on a small machine) — and never
+    elsewhere, so a fresh clone, the demo and the tests would load a stale or missing manifest.
+    Deployments parse at build time (`python -m orchestration.project`); the files are then
+    older than the manifest and nothing is parsed at load.
+    """
+    if manifest_is_stale(project):
+        project.preparer.prepare(project)
+
+
+prepare_if_stale()
 
 
 if __name__ == "__main__":

@@ -1,22 +1,16 @@
 """Fixtures of the Dagster tests.
 
-The dbt manifest is re-parsed once per session, before any test module imports the
-definitions, so models and tests the dbt project added since the last parse are in the graph.
+Importing orchestration.project re-parses the dbt project when any of its files is newer than
+the manifest, so models and tests added since the last parse are in the graph.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
-
-os.environ["TRACKFLOW_DBT_PARSE"] = "1"
-import orchestration.project  # noqa: E402,F401 - parses the dbt project now
-
-os.environ.pop("TRACKFLOW_DBT_PARSE", None)
 
 
 @pytest.fixture(scope="module")
