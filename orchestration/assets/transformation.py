@@ -47,7 +47,7 @@ class TrackflowDbtTranslator(DagsterDbtTranslator):
 
 
 translator = TrackflowDbtTranslator(
-    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_source_tests_as_checks=True)
 )
 
 

@@ -56,6 +56,13 @@ def test_exact_check_keys() -> None:
         for t in manifest["nodes"].values()
         if t["resource_type"] == "test" and t.get("attached_node") in models
     }
+    # source tests are checks on the dlt asset that loads the source
+    sources = manifest["sources"]
+    for t in manifest["nodes"].values():
+        parents = t["depends_on"]["nodes"] if t["resource_type"] == "test" else []
+        if len(parents) == 1 and parents[0] in sources:
+            source = sources[parents[0]]
+            dbt_checks.add((f"{source['schema']}/{source['name']}", t["name"]))
     expected = CUSTOM_CHECKS | dbt_checks
     if any(n["name"] == "agg_funnel_daily" for n in models.values()):
         expected.add(FUNNEL_CHECK)
