@@ -476,9 +476,9 @@ def ground_truth(events: list[_Event]) -> dict[str, Any]:
     per_day_sessions = Counter(s[0].at.date().isoformat() for s in sessions)
     funnel = Counter[str]()
     for s in sessions:
-        reached = _checkout_reached(s)
-        for step in CHECKOUT_STEPS[:reached]:
-            funnel[step] += 1
+        for reached in _checkout_attempts(s):
+            for step in CHECKOUT_STEPS[:reached]:
+                funnel[step] += 1
     return {
         "events_per_day": dict(sorted(per_day.items())),
         "session_events": sum(len(s) for s in sessions),
@@ -490,16 +490,37 @@ def ground_truth(events: list[_Event]) -> dict[str, Any]:
     }
 
 
-def _checkout_reached(session: list[_Event]) -> int:
-    """Steps of the checkout funnel reached in order within the window (0..4)."""
-    start: datetime | None = None
-    reached = 0
-    for e in session:
-        name = e.body.get("event")
-        if reached < len(CHECKOUT_STEPS) and name == CHECKOUT_STEPS[reached]:
-            if reached == 0:
-                start = e.at
-            elif start is None or e.at - start > CHECKOUT_WINDOW:
+def _checkout_attempts(session: list[_Event]) -> list[int]:
+    """Steps reached (1..4) by each attempt at the checkout funnel in one session.
+
+    An attempt starts at a `Product Viewed`; each later step is the first matching event after
+    the previous step, no later than 60 minutes after the start. A converted attempt lets the
+    next one start after its last step; an unconverted one only after its window has closed.
+    """
+    names = [e.body.get("event") for e in session]
+    attempts: list[int] = []
+    i = 0
+    while i < len(session):
+        first = next((j for j in range(i, len(session)) if names[j] == CHECKOUT_STEPS[0]), None)
+        if first is None:
+            break
+        start = session[first].at
+        reached, last = 1, first
+        for k in range(first + 1, len(session)):
+            if session[k].at - start > CHECKOUT_WINDOW or reached == len(CHECKOUT_STEPS):
                 break
-            reached += 1
-    return reached
+            if names[k] == CHECKOUT_STEPS[reached]:
+                reached, last = reached + 1, k
+        attempts.append(reached)
+        if reached == len(CHECKOUT_STEPS):
+            i = last + 1
+        else:
+            i = next(
+                (
+                    j
+                    for j in range(first + 1, len(session))
+                    if session[j].at - start > CHECKOUT_WINDOW
+                ),
+                len(session),
+            )
+    return attempts
