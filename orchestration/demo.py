@@ -129,9 +129,7 @@ def summarize(result: dg.ExecuteInProcessResult, warehouse: Path, seconds: float
     )
 
 
-def run_demo(
-    events: int = 20_000, users: int = 800, days: int = 3, seed: int = 42
-) -> Summary:
+def run_demo(events: int = 20_000, users: int = 800, days: int = 3, seed: int = 42) -> Summary:
     """Start the embedded broker, produce `days` days of traffic ending now, materialize all."""
     # pipelines never imports dagster; these imports are the other direction
     from pipelines import broker
@@ -147,20 +145,29 @@ def run_demo(
     print(f"broker: {status.bootstrap} (pid {status.pid}; stop it with 'trackflow broker stop')")
     start = datetime.now(UTC).date() - timedelta(days=days)
     traffic = generate(
-        events=events, users=users, days=days, seed=seed, start=start,
+        events=events,
+        users=users,
+        days=days,
+        seed=seed,
+        start=start,
         faults={"duplicates", "late", "skew", "malformed"},
     )
     produce(traffic.messages, settings)
-    print(f"produced {len(traffic.messages):,} messages ({days} days from {start}) "
-          f"to {settings.topics[0]}")
+    print(
+        f"produced {len(traffic.messages):,} messages ({days} days from {start}) "
+        f"to {settings.topics[0]}"
+    )
     print(f"materializing the asset graph into DAGSTER_HOME={home} ...")
     began = time.monotonic()
     log = home / "demo-dbt.log"
     # dbt's own output goes to stdout (the UI keeps it with the run); keep the terminal short
     with dg.DagsterInstance.get() as instance, log.open("w") as out, redirect_stdout(out):
         result = materialize_everything(
-            start - timedelta(days=1), datetime.now(UTC).date(), instance=instance,
-            raise_on_error=False, log_level="WARNING",
+            start - timedelta(days=1),
+            datetime.now(UTC).date(),
+            instance=instance,
+            raise_on_error=False,
+            log_level="WARNING",
         )
     summary = summarize(result, duckdb_path().resolve(), time.monotonic() - began)
     for line in summary.lines():

@@ -9,7 +9,6 @@ rejects go to `tracking_events_rejected` through `dlt.mark.with_table_name`), so
 table's spec is derived from the resource's spec.
 """
 
-
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,8 +116,14 @@ def gaps_check_result(warehouse: Path) -> dg.AssetCheckResult:
         )
         metadata["gaps"] = dg.MetadataValue.json(
             [
-                {"topic": g[0], "partition": g[1], "kind": g[2], "expected_offset": g[3],
-                 "log_start": g[4], "detail": g[5]}
+                {
+                    "topic": g[0],
+                    "partition": g[1],
+                    "kind": g[2],
+                    "expected_offset": g[3],
+                    "log_start": g[4],
+                    "detail": g[5],
+                }
                 for g in gaps
             ]
         )
@@ -172,13 +177,19 @@ def _materializations(result: IngestResult, warehouse: Path) -> Iterator[dg.Mate
         common["consumer_group_commit_error"] = result.commit_error
     yield dg.MaterializeResult(
         asset_key=RAW_EVENTS,
-        metadata={**common, "rows_loaded": result.loaded, "dagster/row_count": _count(
-            warehouse, EVENTS_TABLE)},
+        metadata={
+            **common,
+            "rows_loaded": result.loaded,
+            "dagster/row_count": _count(warehouse, EVENTS_TABLE),
+        },
     )
     yield dg.MaterializeResult(
         asset_key=RAW_REJECTED,
-        metadata={**common, "rows_rejected": result.rejected, "dagster/row_count": _count(
-            warehouse, REJECTED_TABLE)},
+        metadata={
+            **common,
+            "rows_rejected": result.rejected,
+            "dagster/row_count": _count(warehouse, REJECTED_TABLE),
+        },
     )
 
 

@@ -37,8 +37,7 @@ class TrackflowDbtTranslator(DagsterDbtTranslator):
     """Keys are <schema>/<name>: raw/tracking_events (the dlt asset), staging/..., analytics/..."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+        # a source's schema is the dlt dataset (raw) and its name the table: the dlt asset's key
         return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
@@ -47,12 +46,14 @@ class TrackflowDbtTranslator(DagsterDbtTranslator):
 
 
 translator = TrackflowDbtTranslator(
-    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_source_tests_as_checks=True)
+    settings=DagsterDbtTranslatorSettings(
+        enable_asset_checks=True, enable_source_tests_as_checks=True
+    )
 )
 
 
 def partition_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
-    """min_date/max_date (inclusive) of the run's partition window; none for an unpartitioned run."""
+    """min_date/max_date (inclusive) of the run's partition window; none when unpartitioned."""
     if not context.has_partition_key_range:
         return {}
     window = context.partition_time_window
@@ -123,11 +124,7 @@ def run_dbt(
     with warehouse.dbt_env():
         invocation = dbt.cli(args, context=context, raise_on_error=False)
     events = list(invocation.stream())
-    keys = [e.asset_key for e in events if isinstance(e, dg.Output | dg.MaterializeResult)
-            and getattr(e, "asset_key", None)]
-    if not keys:  # outputs of a dbt_assets op are Outputs named after the asset
-        keys = [context.asset_key_for_output(e.output_name) for e in events
-                if isinstance(e, dg.Output)]
+    keys = [context.asset_key_for_output(e.output_name) for e in events if isinstance(e, dg.Output)]
     counts = _row_counts(warehouse.path, keys, dbt_vars)
     for event in events:
         if isinstance(event, dg.Output):

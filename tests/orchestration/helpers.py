@@ -58,8 +58,12 @@ def send(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, int]]) -
 def recent_traffic(events: int, days: int, seed: int = 11, **kw: object) -> Traffic:
     """Traffic over the `days` days before today (so freshness holds)."""
     return generate(
-        events=events, users=max(50, events // 25), days=days, seed=seed,
-        start=today() - timedelta(days=days), **kw,  # type: ignore[arg-type]
+        events=events,
+        users=max(50, events // 25),
+        days=days,
+        seed=seed,
+        start=today() - timedelta(days=days),
+        **kw,  # type: ignore[arg-type]
     )
 
 

@@ -67,8 +67,7 @@ def test_exact_check_keys() -> None:
     if any(n["name"] == "agg_funnel_daily" for n in models.values()):
         expected.add(FUNNEL_CHECK)
     actual = {
-        (k.asset_key.to_user_string(), k.name)
-        for k in defs.resolve_asset_graph().asset_check_keys
+        (k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys
     }
     assert actual == expected
 

@@ -44,8 +44,13 @@ def pg_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    for key, value in {"HOST": "127.0.0.1", "PORT": "5432", "DB": name, "USER": "postgres",
-                       "PASSWORD": ""}.items():
+    for key, value in {
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+        "DB": name,
+        "USER": "postgres",
+        "PASSWORD": "",
+    }.items():
         monkeypatch.setenv(f"DAGSTER_PG_{key}", value)
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     try:
@@ -69,8 +74,10 @@ def test_production_instance_on_postgres(
 
     config = pg_instance.get_concurrency_config()
     assert config.run_queue_config.max_concurrent_runs == 10
-    limits = {(lim["key"], lim.get("value")): lim["limit"]
-              for lim in config.run_queue_config.tag_concurrency_limits}
+    limits = {
+        (lim["key"], lim.get("value")): lim["limit"]
+        for lim in config.run_queue_config.tag_concurrency_limits
+    }
     assert limits[("trackflow/role", "ingestion")] == 1
     assert config.pool_config.default_pool_limit == 1
     assert str(config.pool_config.pool_granularity).lower().endswith("run")

@@ -48,7 +48,10 @@ def graph(broker: EmbeddedBroker, module_warehouse: Path, dagster_instance: dg.D
     send(broker.bootstrap, topic, traffic.messages)
     defs = bound_defs(broker.bootstrap, topic, module_warehouse)
     result = materialize_everything(
-        today() - timedelta(days=DAYS + 1), today(), instance=dagster_instance, defs=defs,
+        today() - timedelta(days=DAYS + 1),
+        today(),
+        instance=dagster_instance,
+        defs=defs,
         raise_on_error=False,
     )
     return {"topic": topic, "traffic": traffic, "defs": defs, "result": result, "days": set()}
@@ -65,8 +68,9 @@ def test_whole_graph_materializes_and_checks_pass(graph, module_warehouse: Path)
     assert set(materializations(result)) == {
         k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()
     }
-    assert {f"{k.asset_key.to_user_string()}:{k.name}" for k in repo.asset_graph.asset_check_keys} \
-        == set(checks)
+    assert {
+        f"{k.asset_key.to_user_string()}:{k.name}" for k in repo.asset_graph.asset_check_keys
+    } == set(checks)
     summary = summarize(result, module_warehouse, 1.0)
     assert summary.sessions == graph["traffic"].truth["sessions"]
 
@@ -93,9 +97,9 @@ def test_asset_metadata(graph, module_warehouse: Path) -> None:
         "min_date": (today() - timedelta(days=DAYS + 1)).isoformat(),
         "max_date": today().isoformat(),
     }
-    assert scalar(module_warehouse, "select count(*) from analytics.fct_sessions") == truth[
-        "sessions"
-    ]
+    assert (
+        scalar(module_warehouse, "select count(*) from analytics.fct_sessions") == truth["sessions"]
+    )
 
 
 def test_bad_batch_fails_the_right_checks(graph, broker: EmbeddedBroker, dagster_instance) -> None:
@@ -123,11 +127,15 @@ def test_bad_batch_fails_the_right_checks(graph, broker: EmbeddedBroker, dagster
     assert duplicates["actual"].value == 1.0
     assert duplicates["duplicates"].value == 400
     assert "400 of 400 rows" in duplicates["reason"].value
-    for key in ("raw/tracking_events:raw_freshness", "raw/tracking_events:consumer_lag",
-                "raw/tracking_events:no_retention_gaps"):
+    for key in (
+        "raw/tracking_events:raw_freshness",
+        "raw/tracking_events:consumer_lag",
+        "raw/tracking_events:no_retention_gaps",
+    ):
         assert checks[key].passed
-    graph["days"] |= set(materializations(result)["raw/tracking_events"][0].metadata[
-        "event_days"].value)
+    graph["days"] |= set(
+        materializations(result)["raw/tracking_events"][0].metadata["event_days"].value
+    )
 
 
 def test_late_data_sensor_requests_exactly_the_touched_days(
@@ -213,17 +221,38 @@ def test_range_backfill_equals_full_build(
     full = tmp_path / "full.duckdb"
     shutil.copy(module_warehouse, full)
     subprocess.run(
-        [DBT_EXECUTABLE, "build", "--project-dir", "dbt_project", "--profiles-dir", "dbt_project",
-         "--target-path", str(tmp_path / "dbt_target"), "--quiet"],
-        cwd=REPO_ROOT, env={**os.environ, "DUCKDB_PATH": str(full)}, check=True,
+        [
+            DBT_EXECUTABLE,
+            "build",
+            "--project-dir",
+            "dbt_project",
+            "--profiles-dir",
+            "dbt_project",
+            "--target-path",
+            str(tmp_path / "dbt_target"),
+            "--quiet",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DUCKDB_PATH": str(full)},
+        check=True,
     )
 
     # the README's CLI backfill: one run over [low, high] recorded in the instance
     cli = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-         "-m", "orchestration.definitions", "--select", "group:staging,group:marts",
-         "--partition-range", f"{low}...{high}"],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "orchestration.definitions",
+            "--select",
+            "group:staging,group:marts",
+            "--partition-range",
+            f"{low}...{high}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
         env={
             **os.environ,
             "DUCKDB_PATH": str(module_warehouse),
@@ -237,12 +266,14 @@ def test_range_backfill_equals_full_build(
     assert run.tags["dagster/asset_partition_range_start"] == low
     assert run.tags["dagster/asset_partition_range_end"] == high
     dbt_steps = [
-        e for e in dagster_instance.all_logs(run.run_id)
+        e
+        for e in dagster_instance.all_logs(run.run_id)
         if e.is_dagster_event and e.dagster_event.event_type_value == "STEP_START"
     ]
     # staging once (unpartitioned: views, and int_events__stitched, a table), the marts once
     assert [e.step_key for e in dbt_steps if e.step_key.startswith("dbt_")] == [
-        "dbt_staging", "dbt_marts"
+        "dbt_staging",
+        "dbt_marts",
     ]
 
     assert _marts(module_warehouse) == _marts(full)

@@ -47,9 +47,7 @@ def test_marts_schedule_targets_todays_partition(instance) -> None:
     assert request.partition_key == "2025-06-03"
     assert marts_schedule.cron_schedule == "2-59/5 * * * *"
     # the partition exists in the job's partitions (today's partition is open: end_offset=1)
-    assert defs.resolve_job_def("marts_job").partitions_def.has_partition_key(
-        today().isoformat()
-    )
+    assert defs.resolve_job_def("marts_job").partitions_def.has_partition_key(today().isoformat())
 
 
 def _report(instance, days: list[str]) -> None:

@@ -58,9 +58,21 @@ def server(
     }
     log = (tmp / "dagster-dev.log").open("wb")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     gql = GraphQL(f"http://127.0.0.1:{port}")
     try:
@@ -104,8 +116,11 @@ def _stop_sensor(gql: GraphQL, name: str) -> None:
     sensor = gql(
         """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) {
              ... on Sensor { id sensorState { id } } } }""",
-        s={"repositoryName": "__repository__", "repositoryLocationName": LOCATION,
-           "sensorName": name},
+        s={
+            "repositoryName": "__repository__",
+            "repositoryLocationName": LOCATION,
+            "sensorName": name,
+        },
     )["sensorOrError"]
     stopped = gql(
         """mutation($id: String!) { stopSensor(id: $id) {
@@ -135,9 +150,15 @@ def test_graphql_asset_graph(server) -> None:
         "assetNodes"
     ]
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-    assert {"raw/tracking_events", "raw/tracking_events_rejected",
-            "staging/stg_raw__tracking_events", "analytics/fct_sessions"} <= set(by_key)
-    deps = {"/".join(d["path"]) for d in by_key["staging/stg_raw__tracking_events"]["dependencyKeys"]}
+    assert {
+        "raw/tracking_events",
+        "raw/tracking_events_rejected",
+        "staging/stg_raw__tracking_events",
+        "analytics/fct_sessions",
+    } <= set(by_key)
+    deps = {
+        "/".join(d["path"]) for d in by_key["staging/stg_raw__tracking_events"]["dependencyKeys"]
+    }
     assert "raw/tracking_events" in deps
     assert by_key["raw/tracking_events"]["groupName"] == "ingestion"
 
@@ -166,8 +187,9 @@ def test_graphql_launches_an_ingestion_run(server) -> None:
              assetChecksOrError { ... on AssetChecks { checks {
                name executionForLatestMaterialization { status } } } } } }"""
     )["assetNodes"][0]["assetChecksOrError"]["checks"]
-    statuses = {c["name"]: (c["executionForLatestMaterialization"] or {}).get("status")
-                for c in checks}
+    statuses = {
+        c["name"]: (c["executionForLatestMaterialization"] or {}).get("status") for c in checks
+    }
     assert statuses["consumer_lag"] == "SUCCEEDED"
     assert statuses["no_retention_gaps"] == "SUCCEEDED"
 
@@ -177,13 +199,18 @@ def test_graphql_partition_range_backfill(server) -> None:
     nodes = gql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
     first, last = (today() - timedelta(days=3)).isoformat(), today().isoformat()
     by_assets = [
-        {"assetKey": {"path": n["assetKey"]["path"]},
-         "partitions": {"range": {"start": first, "end": last}}
-         if n["groupName"] == "marts" else None}
-        for n in nodes if n["groupName"] in ("staging", "marts")
+        {
+            "assetKey": {"path": n["assetKey"]["path"]},
+            "partitions": {"range": {"start": first, "end": last}}
+            if n["groupName"] == "marts"
+            else None,
+        }
+        for n in nodes
+        if n["groupName"] in ("staging", "marts")
     ]
     launched = gql(
-        """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+        """mutation($params: LaunchBackfillParams!) {
+           launchPartitionBackfill(backfillParams: $params) {
              __typename
              ... on LaunchBackfillSuccess { backfillId }
              ... on PythonError { message } } }""",
@@ -196,7 +223,8 @@ def test_graphql_partition_range_backfill(server) -> None:
     while time.monotonic() < deadline:
         backfill = gql(
             """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-                 ... on PartitionBackfill { status runs { runId status tags { key value } } } } }""",
+                 ... on PartitionBackfill {
+                   status runs { runId status tags { key value } } } } }""",
             id=backfill_id,
         )["partitionBackfillOrError"]
         status = backfill["status"]
@@ -207,7 +235,10 @@ def test_graphql_partition_range_backfill(server) -> None:
     runs = backfill["runs"]
     assert runs and all(r["status"] == "SUCCESS" for r in runs)
     # the marts range ran as one run (BackfillPolicy.single_run)
-    ranged = [r for r in runs
-              if {t["key"]: t["value"] for t in r["tags"]}.get(
-                  "dagster/asset_partition_range_start") == first]
+    ranged = [
+        r
+        for r in runs
+        if {t["key"]: t["value"] for t in r["tags"]}.get("dagster/asset_partition_range_start")
+        == first
+    ]
     assert len(ranged) == 1

@@ -1,0 +1,49 @@
+"""Data loss: the broker lost the messages the stored offsets point at. The ingestion run
+fails with a one-line reason, and the `no_retention_gaps` check says what was lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from pipelines.broker import EmbeddedBroker
+
+from .helpers import bound_defs, check_results, new_topic, recent_traffic, send
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as b:
+        yield b
+
+
+def test_lost_offsets_fail_the_run_and_the_gap_check(own_broker: EmbeddedBroker, tmp_path: Path):
+    topic = new_topic(own_broker.bootstrap, partitions=2)
+    send(own_broker.bootstrap, topic, recent_traffic(400, 1, seed=4).messages)
+    defs = bound_defs(own_broker.bootstrap, topic, tmp_path / "warehouse.duckdb")
+    job = defs.resolve_job_def("ingest_job")
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert job.execute_in_process(instance=instance).success
+
+        own_broker.restart()  # memory storage: the topic and every offset are gone
+        admin = KafkaAdminClient(bootstrap_servers=own_broker.bootstrap)
+        admin.create_topics([NewTopic(topic, 2, 1)])
+        admin.close()
+        send(own_broker.bootstrap, topic, recent_traffic(50, 1, seed=5).messages)
+
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        message = failure.event_specific_data.error.message
+        assert topic in message and "\n" not in message.strip().split("\n")[0]
+        gap = check_results(result)["raw/tracking_events:no_retention_gaps"]
+        assert not gap.passed
+        assert gap.metadata["actual"].value >= 1
+        assert gap.metadata["threshold"].value == 0
+        reason = gap.metadata["reason"].value
+        assert topic in reason and "resume with" in reason
