@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -146,20 +148,26 @@ def ingest(
 ) -> None:
     """Drain the topic(s) once into DuckDB (DUCKDB_PATH): raw events and dead letters."""
     from pipelines.ingest import ingest as run
-    from pipelines.kafka_source.helpers import IngestError
+    from pipelines.kafka_source.helpers import DrainStats, IngestError
 
     settings = KafkaSettings.from_env()
     try:
         with _progress() as progress:
             task = progress.add_task("ingesting", total=None)
 
-            def on_batch(stats: object) -> None:
-                s = stats  # DrainStats
+            trace = os.environ.get("TRACKFLOW_TRACE_PHASES") == "1"
+
+            def on_phase(name: str) -> None:
+                progress.update(task, description=f"ingesting: {name}")
+                if trace:  # for the crash tests: which step a kill interrupted
+                    print(f"phase {name}", file=sys.stderr, flush=True)
+
+            def on_batch(stats: DrainStats) -> None:
                 progress.update(
                     task,
-                    completed=s.messages,  # type: ignore[attr-defined]
-                    description=f"ingesting ({s.rejected} rejected)",
-                )  # type: ignore[attr-defined]
+                    completed=stats.messages,
+                    description=f"ingesting: extract ({stats.rejected} rejected)",
+                )
 
             result = run(
                 settings,
@@ -170,6 +178,7 @@ def ingest(
                 max_messages=max_messages,
                 max_seconds=max_seconds,
                 on_batch=on_batch,
+                on_phase=on_phase,
             )
     except IngestError as exc:
         raise fail(str(exc)) from None

@@ -109,6 +109,7 @@ def ingest(
     max_seconds: float = DEFAULT_MAX_SECONDS,
     on_batch: Callable[[DrainStats], None] | None = None,
     pipeline_name: str = PIPELINE_NAME,
+    on_phase: Callable[[str], None] | None = None,
 ) -> IngestResult:
     """Drain the topic(s) once into DuckDB. Raises IngestError (one-line reason) on failure."""
     settings = settings or KafkaSettings.from_env()
@@ -120,7 +121,19 @@ def ingest(
     start = parse_start(start_from)
     pipeline = pipeline_for(warehouse, pipeline_name)
 
+    def phase(name: str) -> None:
+        if on_phase:
+            on_phase(name)
+
+    phase("recover")
+    try:
+        # restores offsets from the warehouse when the local dlt state is missing
+        pipeline.sync_destination()
+    except Exception as exc:  # noqa: BLE001 - any destination failure is reported the same way
+        failed = PipelineStepFailed(pipeline, "sync", None, exc, None)
+        raise _operator_error(failed, warehouse) from exc
     _finish_pending(pipeline, warehouse)
+    phase("check_offsets")
 
     stored = stored_offsets(pipeline)
     resume_at: dict[TopicPartition, int | None] = {}
@@ -156,7 +169,13 @@ def ingest(
         suppressed=frozenset(suppressed_tokens(warehouse)),
     )
     try:
-        info = pipeline.run(source, loader_file_format="parquet")
+        # the steps of pipeline.run, one by one, so progress (and crash tests) can tell them apart
+        phase("extract")
+        pipeline.extract(source, loader_file_format="parquet")
+        phase("normalize")
+        pipeline.normalize()
+        phase("load")
+        info = pipeline.load()
     except PipelineStepFailed as exc:
         raise _operator_error(exc, warehouse) from exc
 
@@ -169,6 +188,7 @@ def ingest(
         for p, pos in parts.items()
         if topic in settings.topics
     }
+    phase("commit_offsets")
     commit_error = commit_group_offsets(settings, offsets)
     try:
         lag = {_label(tp): n for tp, n in remaining_lag(settings, offsets).items()}
@@ -183,7 +203,7 @@ def ingest(
         offsets={_label(tp): o for tp, o in offsets.items()},
         lag=lag,
         event_days=sorted(stats.event_days),
-        load_id=info.loads_ids[-1] if info.loads_ids else None,
+        load_id=info.loads_ids[-1] if info and info.loads_ids else None,
         commit_error=commit_error,
         resumed_gaps=resumed,
         suppressed=stats.suppressed,
@@ -194,7 +214,7 @@ def _finish_pending(pipeline: dlt.Pipeline, warehouse: Path) -> None:
     """A run that died after extract left a package holding rows and offsets: load it first."""
     try:
         if pipeline.list_extracted_load_packages():
-            pipeline.normalize(loader_file_format="parquet")
+            pipeline.normalize()
         if pipeline.list_normalized_load_packages():
             pipeline.load()
     except PipelineStepFailed as exc:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,13 +39,29 @@ class CrashReport:
     rejected: int
     lost: int
     duplicated: int
+    kills_by_phase: dict[str, int]
 
     def line(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in asdict(self).items())
+        return " ".join(
+            f"{k}={v}"
+            if not isinstance(v, dict)
+            else f"{k}=" + ",".join(f"{p}:{n}" for p, n in sorted(v.items()))
+            for k, v in asdict(self).items()
+        )
 
 
 def _ingest_cmd() -> list[str]:
-    return [sys.executable, "-m", "pipelines.cli", "ingest", "--batch-size", "1500"]
+    # small runs, so kills land in every step: startup, extract (poll), normalize, load, commit
+    return [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "ingest",
+        "--batch-size",
+        "1500",
+        "--max-messages",
+        "4000",
+    ]
 
 
 def run_crash_test(workdir: Path, kills: int, events: int, seed: int = 11) -> CrashReport:
@@ -79,32 +96,49 @@ def run_crash_test(workdir: Path, kills: int, events: int, seed: int = 11) -> Cr
             "KAFKA_CONSUMER_GROUP": "crash",
             "DUCKDB_PATH": str(warehouse),
             "PYTHONPATH": str(REPO),
+            "TRACKFLOW_TRACE_PHASES": "1",
         }
         done = completed = 0
+        by_phase: Counter[str] = Counter()
+        trace = workdir / "phases.log"
         while done < kills:
-            proc = subprocess.Popen(
-                _ingest_cmd(),
-                env=env,
-                cwd=REPO,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            # startup takes ~1.5 s; beyond it the kill lands in poll/extract/normalize/load/commit
-            time.sleep(rng.uniform(0.8, 4.0))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                done += 1
-            else:
-                completed += 1
-            proc.wait()
+            with open(trace, "w") as err:
+                proc = subprocess.Popen(
+                    _ingest_cmd(), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err
+                )
+                # wait out interpreter startup (seconds, longer on a busy machine), then a random
+                # moment inside the run: recover, extract (poll), normalize, load or commit
+                started = time.monotonic()
+                while (
+                    proc.poll() is None
+                    and "phase " not in trace.read_text()
+                    and time.monotonic() - started < 60
+                ):
+                    time.sleep(0.02)
+                time.sleep(rng.uniform(0.0, 3.0))
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    done += 1
+                    phases = [
+                        line.split()[1]
+                        for line in trace.read_text().splitlines()
+                        if line.startswith("phase ")
+                    ]
+                    by_phase[phases[-1] if phases else "startup"] += 1
+                else:
+                    completed += 1
+                proc.wait()
         producer.join()
-        for _ in range(3):  # then let it finish (what arrived after the last kill included)
+        while True:  # then let it finish, including what arrived after the last kill
             final = subprocess.run(
                 _ingest_cmd(), env=env, cwd=REPO, capture_output=True, text=True, timeout=300
             )
             if final.returncode != 0:
                 raise AssertionError(f"final ingest failed: {final.stderr[-2000:]}")
             completed += 1
+            if final.stdout.startswith("loaded 0 events, rejected 0"):
+                break
         dbt = subprocess.run(
             [
                 str(REPO / ".venv" / "bin" / "dbt"),
@@ -148,6 +182,7 @@ def run_crash_test(workdir: Path, kills: int, events: int, seed: int = 11) -> Cr
         staged=len(staged_ids),
         rejected=rejected,
         lost=len(valid_ids - loaded_ids),
+        kills_by_phase=dict(by_phase),
         duplicated=len(staged_ids) - len(loaded_ids) + len(loaded_ids - valid_ids),
     )
 
