@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import duckdb
 from dlt.pipeline.exceptions import PipelineStepFailed
 from kafka import TopicPartition
 
@@ -155,6 +156,11 @@ def ingest(
             consumer.close()
 
     privacy = PrivacySettings.from_env(warehouse)
+    try:
+        suppressed = frozenset(suppressed_tokens(warehouse))
+    except duckdb.IOException as exc:
+        failed = PipelineStepFailed(pipeline, "extract", None, exc, None)
+        raise _operator_error(failed, warehouse) from exc
     stats = DrainStats()
     source = kafka_source(
         settings,
@@ -166,7 +172,7 @@ def ingest(
         stats=stats,
         on_batch=on_batch,
         privacy=privacy,
-        suppressed=frozenset(suppressed_tokens(warehouse)),
+        suppressed=suppressed,
     )
     try:
         # the steps of pipeline.run, one by one, so progress (and crash tests) can tell them apart
