@@ -2,7 +2,8 @@
 -- are the expensive part of a run; it is rebuilt in full on every run
 {{ config(materialized='table') }}
 
--- every non-bot event, attributed to its stitched entity (user_key).
+-- every non-bot event of a person who has not withdrawn analytics consent, attributed to its
+-- stitched entity (user_key).
 with
 
 events as (
@@ -23,6 +24,27 @@ stitched as (
     from events
     left join identities
         on events.anonymous_id = identities.anonymous_id
+),
+
+consent_tracked as (
+    -- a consent choice holds from the event that carries it until the person changes it;
+    -- no choice yet means consent (the collector's page decides whether to send at all)
+    select
+        *,
+        coalesce(
+            last_value(consent_analytics ignore nulls) over (
+                partition by user_key
+                order by event_at, message_id
+                rows between unbounded preceding and current row
+            ),
+            true
+        ) as has_analytics_consent
+    from stitched
+),
+
+consented as (
+    select * from consent_tracked
+    where has_analytics_consent
 )
 
-select * from stitched
+select * from consented

@@ -187,6 +187,8 @@ enriched as (
             end
         ) as device_type,
         os_name,
+        -- context.consent.analytics: true / false when the event says so, else null
+        try_cast(context ->> '$.consent.analytics' as boolean) as consent_analytics,
         ip,
         locale,
         library_name,
