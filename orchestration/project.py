@@ -9,6 +9,8 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
+from pipelines.config import DEFAULT_DUCKDB_PATH
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
@@ -48,13 +50,25 @@ def prepare_if_stale(project: DbtProject = dbt_project) -> None:
     Deployments parse at build time (`python -m orchestration.project`); the files are then
     older than the manifest and nothing is parsed at load.
     """
-    if manifest_is_stale(project):
+    if not manifest_is_stale(project):
+        return
+    # parse with the warehouse path runs will use (absolute, as WarehouseResource passes it):
+    # dbt keeps partial parsing only while the rendered profile is unchanged
+    before = os.environ.get("DUCKDB_PATH")
+    os.environ["DUCKDB_PATH"] = str(Path(before or DEFAULT_DUCKDB_PATH).resolve())
+    try:
         project.preparer.prepare(project)
+    finally:
+        if before is None:
+            os.environ.pop("DUCKDB_PATH", None)
+        else:
+            os.environ["DUCKDB_PATH"] = before
 
 
 prepare_if_stale()
 
 
 if __name__ == "__main__":
-    dbt_project.preparer.prepare(dbt_project)
+    dbt_project.manifest_path.unlink(missing_ok=True)
+    prepare_if_stale()
     print(dbt_project.manifest_path)
