@@ -156,24 +156,40 @@ def minimise(accepted: pa.Table, settings: PrivacySettings) -> pa.Table:
         rules.append((("context", "ip"), lambda old: _ip_sql(old, settings.ip_mode)))
     if not rules:
         return accepted
-    columns = {c: c for c in _JSON_COLUMNS}
-    columns["payload"] = "payload"
-    patched: dict[str, str] = {name: name for name in columns}
+    # every old value is extracted once per target column (one JSON parse each); then one step
+    # per rule rewrites the column only on rows where the field is present
+    per_target: dict[str, list[tuple[str, tuple[str, ...], Callable[[str], str]]]] = {}
     for path, replacement in rules:
         column, inner = path[0], path[1:]
         for target, prefix in ((column, ()), ("payload", (column,))):
             json_path = "$." + ".".join(f'"{p}"' for p in prefix + inner)
-            old = f"json_extract_string({target}, '{json_path}')"
-            patch = _patch(prefix + inner, replacement(old))
-            patched[target] = (
-                f"case when {old} is null then {patched[target]} "
-                f"else json_merge_patch({patched[target]}, {patch})::varchar end"
+            per_target.setdefault(target, []).append((json_path, prefix + inner, replacement))
+    extract = ", ".join(
+        f"json_extract_string({target}, [{', '.join(repr(p) for p, _, _ in items)}]) "
+        f"as old_{target}"
+        for target, items in per_target.items()
+    )
+    steps = [f"step_0 as (select *, {extract} from batch)"]
+    for target, items in per_target.items():
+        for i, (_, parts, replacement) in enumerate(items, 1):
+            old = f"old_{target}[{i}]"
+            new = (
+                f"case when {old} is null then {target} "
+                f"else json_merge_patch({target}, {_patch(parts, replacement(old))})::varchar end"
             )
-    select = ", ".join(f"{patched[c]} as {c}" if c in patched else c for c in accepted.column_names)
+            steps.append(
+                f"step_{len(steps)} as (select * replace ({new} as {target}) "
+                f"from step_{len(steps) - 1})"
+            )
+    query = (
+        f"with {', '.join(steps)} "
+        f"select {', '.join(accepted.column_names)} from step_{len(steps) - 1}"
+    )
     con = duckdb.connect()
     try:
+        con.execute("set threads = 1")
         con.register("batch", accepted)
-        return con.sql(f"select {select} from batch").to_arrow_table().cast(accepted.schema)
+        return con.sql(query).to_arrow_table().cast(accepted.schema)
     finally:
         con.close()
 
