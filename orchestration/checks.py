@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 import duckdb
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from orchestration.assets.keys import AGG_FUNNEL_DAILY, FCT_SESSIONS, RAW_EVENTS, RAW_REJECTED
 from orchestration.project import dbt_project

@@ -98,10 +98,14 @@ class QualityThresholds(dg.ConfigurableResource):
     max_raw_age_hours: float = 24.0  # newest received_at; matches the dbt source's error_after
 
 
-def _env(name: str, default: str | None) -> str | dg.EnvVar | None:
-    # dg.EnvVar keeps the variable's name (not its value) in the UI and the run config;
+def _env(name: str, default: str) -> str:
+    # dg.EnvVar (a str) keeps the variable's name, not its value, in the UI and the run config;
     # an unset variable falls back to DESIGN.md's default
     return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def _env_optional(name: str) -> str | None:
+    return dg.EnvVar(name) if os.environ.get(name) else None
 
 
 def _env_number(name: str, default: float) -> float:
@@ -116,11 +120,11 @@ def build_resources() -> dict[str, object]:
             bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
             topics=_env("TRACKING_TOPIC", DEFAULT_TOPIC),
             consumer_group=_env("KAFKA_CONSUMER_GROUP", DEFAULT_GROUP),
-            security_protocol=_env("KAFKA_SECURITY_PROTOCOL", None),
-            sasl_mechanism=_env("KAFKA_SASL_MECHANISM", None),
-            sasl_username=_env("KAFKA_SASL_USERNAME", None),
-            sasl_password=_env("KAFKA_SASL_PASSWORD", None),
-            ssl_cafile=_env("KAFKA_SSL_CAFILE", None),
+            security_protocol=_env_optional("KAFKA_SECURITY_PROTOCOL"),
+            sasl_mechanism=_env_optional("KAFKA_SASL_MECHANISM"),
+            sasl_username=_env_optional("KAFKA_SASL_USERNAME"),
+            sasl_password=_env_optional("KAFKA_SASL_PASSWORD"),
+            ssl_cafile=_env_optional("KAFKA_SSL_CAFILE"),
         ),
         "warehouse": WarehouseResource(duckdb_path=_env("DUCKDB_PATH", DEFAULT_DUCKDB_PATH)),
         "ingestion": IngestionConfig(

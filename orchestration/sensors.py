@@ -62,7 +62,7 @@ def late_data_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | d
         event = record.event_log_entry
         materialization = event.asset_materialization
         entry = materialization.metadata.get("event_days") if materialization else None
-        days = list(entry.value) if entry is not None else []
+        days = [str(d) for d in entry.value] if entry is not None else []  # type: ignore[union-attr]
         loaded_on = datetime.fromtimestamp(event.timestamp, UTC).date()
         for first, last in contiguous_ranges(late_days(days, loaded_on)):
             requests.append(

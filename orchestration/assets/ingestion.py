@@ -12,6 +12,7 @@ table's spec is derived from the resource's spec.
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import dlt
@@ -106,7 +107,7 @@ def _unresolved_gaps(warehouse: Path) -> list[tuple]:
 
 def gaps_check_result(warehouse: Path) -> dg.AssetCheckResult:
     gaps = _unresolved_gaps(warehouse)
-    metadata: dict[str, object] = {"actual": len(gaps), "threshold": 0}
+    metadata: dict[str, Any] = {"actual": len(gaps), "threshold": 0}
     if gaps:
         topic, partition, kind, expected, log_start, detail = gaps[0]
         metadata["reason"] = (
@@ -133,14 +134,14 @@ def gaps_check_result(warehouse: Path) -> dg.AssetCheckResult:
         passed=not gaps,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
-        description=metadata.get("reason") or "every stored offset is still on the broker",
+        description=str(metadata.get("reason") or "every stored offset is still on the broker"),
     )
 
 
 def lag_check_result(result: IngestResult, threshold: int) -> dg.AssetCheckResult:
     lag = result.total_lag
     passed = lag <= threshold
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "actual": lag,
         "threshold": threshold,
         "lag_per_partition": dg.MetadataValue.json(result.lag),
@@ -161,7 +162,7 @@ def lag_check_result(result: IngestResult, threshold: int) -> dg.AssetCheckResul
 
 
 def _materializations(result: IngestResult, warehouse: Path) -> Iterator[dg.MaterializeResult]:
-    common = {
+    common: dict[str, Any] = {
         "load_id": result.load_id or "",
         "messages": result.messages,
         "events_per_second": round(result.events_per_second, 1),
