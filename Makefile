@@ -28,8 +28,9 @@ setup: $(BIN)/trackflow ## create .venv with the locked dependencies
 browser: ## install Debian's chromium for the browser tests (if missing)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-demo: setup ## start the embedded broker, produce a day of traffic, ingest it, print what landed
-	$(BIN)/python -m pipelines.demo
+demo: setup ## embedded broker, 3 days of traffic, the whole Dagster graph (persistent DAGSTER_HOME), summary, report
+	$(BIN)/python -m orchestration.demo
+	$(BIN)/trackflow report
 
 test: setup browser ## run the whole test suite (real broker, DuckDB, dbt, Dagster)
 	$(BIN)/pytest -q
@@ -39,7 +40,8 @@ lint: setup ## ruff (python) and sqlfluff (dbt models)
 	$(BIN)/ruff format --check pipelines orchestration tests benchmarks
 	cd dbt_project && ../$(BIN)/sqlfluff lint models macros
 
-dev: setup ## open the Dagster UI (dagster dev -w workspace.yaml)
+dev: setup ## open the Dagster UI (dagster dev -w workspace.yaml) on http://127.0.0.1:3000
+	$(BIN)/python -m orchestration.instance
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: setup ## quick benchmarks (<10 min): ingestion vs kafka-python ceiling at 300k, collector

@@ -13,6 +13,7 @@ from orchestration.partitions import daily_partitions
 from orchestration.project import dbt_project
 
 RAW = {dg.AssetKey(["raw", "tracking_events"]), dg.AssetKey(["raw", "tracking_events_rejected"])}
+REPORT = {dg.AssetKey(["reporting", "report"])}
 CUSTOM_CHECKS = {
     ("raw/tracking_events", "no_retention_gaps"),
     ("raw/tracking_events", "consumer_lag"),
@@ -35,14 +36,20 @@ def _model_key(node: dict) -> dg.AssetKey:
 def test_definitions_load() -> None:
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
-    assert {j.name for j in repo.get_all_jobs()} >= {"ingest_job", "marts_job", "everything_job"}
+    assert {j.name for j in repo.get_all_jobs()} >= {
+        "ingest_job",
+        "marts_job",
+        "everything_job",
+        "forget_job",
+        "replay_job",
+    }
     assert {s.name for s in repo.schedule_defs} == {"ingest_schedule", "marts_schedule"}
     assert {s.name for s in repo.sensor_defs} == {"late_data_sensor"}
 
 
 def test_exact_asset_keys() -> None:
     models = [n for n in _manifest()["nodes"].values() if n["resource_type"] == "model"]
-    expected = RAW | {_model_key(n) for n in models}
+    expected = RAW | REPORT | {_model_key(n) for n in models}
     assert set(defs.resolve_asset_graph().get_all_asset_keys()) == expected
     # the marts of the dbt engineer's list, once they exist, are among them
     assert {"fct_sessions", "dim_users"} <= {n["name"] for n in models}

@@ -100,6 +100,12 @@ def test_asset_metadata(graph, module_warehouse: Path) -> None:
     assert (
         scalar(module_warehouse, "select count(*) from analytics.fct_sessions") == truth["sessions"]
     )
+    # the report, downstream of the marts: a link, a markdown preview with the funnel picture
+    report = mats["reporting/report"][0].metadata
+    assert Path(report["report"].value).exists()
+    assert report["url"].value.startswith("file://")
+    assert "data:image/png;base64," in report["preview"].value
+    assert report["sessions"].value == truth["sessions"]
 
 
 def test_bad_batch_fails_the_right_checks(graph, broker: EmbeddedBroker, dagster_instance) -> None:
@@ -260,3 +266,33 @@ def test_range_backfill_equals_full_build(
     assert "fct_sessions" in _marts(full)
     for table in _marts(full):
         assert _differences(module_warehouse, full, table) == 0, f"analytics.{table} differs"
+
+
+def test_operator_jobs_replay_and_forget(graph, module_warehouse: Path, dagster_instance) -> None:
+    """Runs last: erases a person through forget_job, and replays dead letters (none pass)."""
+    defs = graph["defs"]
+    replay = defs.resolve_job_def("replay_job").execute_in_process(
+        instance=dagster_instance,
+        run_config={"ops": {"replay_dead_letters": {"config": {"dry_run": False}}}},
+    )
+    assert replay.success
+    assert replay.output_for_node("replay_dead_letters") == 0  # still malformed: nothing loads
+
+    person = scalar(
+        module_warehouse,
+        """select user_key from analytics.fct_sessions
+        where user_key like 'user-%' group by 1 order by count(*) desc, 1 limit 1""",
+    )
+    erased = defs.resolve_job_def("forget_job").execute_in_process(
+        instance=dagster_instance,
+        run_config={"ops": {"forget_person": {"config": {"user_id": person}}}},
+    )
+    assert erased.success
+    assert erased.output_for_node("forget_person") > 0
+    for table in ("raw.tracking_events", "analytics.fct_sessions", "analytics.dim_users"):
+        column = "user_id" if table.startswith("raw") else "user_key"
+        assert (
+            scalar(module_warehouse, f"select count(*) from {table} where {column} = '{person}'")
+            == 0
+        ), table
+    assert scalar(module_warehouse, "select count(*) from raw.privacy_erasures") == 1
