@@ -318,6 +318,7 @@ def _connection() -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
         con.execute("set TimeZone = 'UTC'")
         con.execute("set threads = 1")
+        con.execute("set memory_limit = '512MB'")
         _local.con = con
     return con
 

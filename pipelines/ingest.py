@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -10,6 +11,7 @@ from typing import Any
 
 import dlt
 import duckdb
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 from kafka import TopicPartition
 
@@ -85,9 +87,17 @@ def pipeline_for(warehouse: Path, pipeline_name: str = PIPELINE_NAME) -> dlt.Pip
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         pipelines_dir=str(warehouse.parent / f".{warehouse.name}.dlt"),
-        destination=dlt.destinations.duckdb(credentials=str(warehouse)),
+        destination=dlt.destinations.duckdb(credentials=_credentials(warehouse)),
         dataset_name=RAW_DATASET,
     )
+
+
+def _credentials(warehouse: Path) -> DuckDbCredentials:
+    credentials = DuckDbCredentials(str(warehouse))
+    # DuckDB keeps a buffer cache up to 80% of RAM by default: cap it so a load's memory does
+    # not grow with the warehouse (DUCKDB_MEMORY_LIMIT to change it)
+    credentials.global_config = {"memory_limit": os.environ.get("DUCKDB_MEMORY_LIMIT", "1GB")}
+    return credentials
 
 
 def stored_offsets(pipeline: dlt.Pipeline) -> dict[str, dict[str, dict[str, Any]]]:
