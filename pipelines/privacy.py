@@ -278,7 +278,7 @@ def forget(
         con.execute("begin transaction")
         con.execute(
             f"""create table if not exists {RAW_DATASET}.{SUPPRESSIONS_TABLE} (
-                id_token varchar primary key, added_at timestamptz)"""
+                id_token varchar primary key, id_sha256 varchar, added_at timestamptz)"""
         )
         con.execute(
             f"""create table if not exists {RAW_DATASET}.{ERASURES_TABLE} (
@@ -306,8 +306,9 @@ def forget(
         )
         now = datetime.now(UTC)
         con.executemany(
-            f"insert or ignore into {RAW_DATASET}.{SUPPRESSIONS_TABLE} values (?, ?)",
-            [[settings.token(i), now] for i in ids],
+            f"insert or ignore into {RAW_DATASET}.{SUPPRESSIONS_TABLE} values (?, ?, ?)",
+            # the keyed token for ingestion; a plain sha256 for staging, which has no key
+            [[settings.token(i), hashlib.sha256(i.encode()).hexdigest(), now] for i in ids],
         )
         request_id = str(uuid.uuid4())
         con.execute(

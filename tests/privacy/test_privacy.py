@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines.events import messages_table, validate
 from pipelines.generator import generate
 from pipelines.ingest import ingest
 from pipelines.privacy import PrivacySettings, forget
@@ -143,3 +144,23 @@ def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
     assert replay.suppressed == result.rows_deleted["raw.tracking_events"]
     _dbt(warehouse, "--full-refresh")
     assert leaks() == []
+
+    # a path that skips ingestion (say, raw restored from a backup) still cannot bring them back
+    # into the models: staging applies the suppression list too
+    theirs_raw = [
+        ("restore", 0, i, ts, key, value)
+        for i, ((key, value, ts), e) in enumerate(zip(traffic.messages, events, strict=True))
+        if e["anonymousId"] in anon_ids or e.get("userId") == user
+    ]
+    restored, _ = validate(messages_table(theirs_raw))
+    with duckdb.connect(str(warehouse)) as con:
+        con.register("restored", restored)
+        con.execute(
+            "insert into raw.tracking_events by name "
+            "select *, 'restore' as _dlt_load_id from restored"
+        )
+    _dbt(warehouse, "--full-refresh")
+    models = [
+        (t, text) for t, text in _every_cell(warehouse) if t.startswith(("staging.", "analytics."))
+    ]
+    assert not [t for t, text in models if any(i in text for i in person_ids)]

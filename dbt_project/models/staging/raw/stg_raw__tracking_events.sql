@@ -3,10 +3,22 @@
 {%- set search_hosts = '(^|\\.)(google|bing|duckduckgo|yahoo|baidu|yandex|ecosia|qwant|startpage|ask)\\.' %}
 {%- set social_hosts = '(^|\\.)(facebook|fb|instagram|twitter|linkedin|lnkd|reddit|pinterest|youtube|tiktok'
     ~ '|t|x|threads|mastodon)\\.' %}
+{#- people erased with `trackflow forget` (raw.privacy_suppressions, written by it): their rows
+    never reach the models, even if they come back into raw by a path that skips ingestion -#}
+{%- set suppressions = adapter.get_relation(
+    database=target.database, schema='raw', identifier='privacy_suppressions') %}
 with
 
 source as (
     select * from {{ source('raw', 'tracking_events') }}
+    {%- if suppressions is not none %}
+        where not exists (
+            select 1 from {{ suppressions }} as suppressed
+            where
+                suppressed.id_sha256 = sha256(coalesce(anonymous_id, ''))
+                or suppressed.id_sha256 = sha256(coalesce(user_id, ''))
+        )
+    {%- endif %}
 ),
 
 ranked as (
