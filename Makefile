@@ -47,9 +47,11 @@ dev: setup ## open the Dagster UI (dagster dev -w workspace.yaml) on http://127.
 bench: setup ## quick benchmarks (<10 min): ingestion vs kafka-python ceiling at 300k, collector
 	$(BIN)/python -m benchmarks.ingest_throughput --events 300000 --repeat 3
 	$(BIN)/python benchmarks/collector_throughput.py --seconds 20
+	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 3
 
-bench-full: setup ## long benchmarks: ingestion at 3M events (memory growth vs 300k)
+bench-full: setup ## long benchmarks: ingestion at 3M events, dbt vs the hand-written floor at 3M with incremental cost
 	$(BIN)/python -m benchmarks.ingest_throughput --events 3000000 --repeat 2
+	$(BIN)/python -m benchmarks.transforms --events 3000000 --repeat 2 --incremental-repeat 1
 
 docs: setup ## generate and serve dbt's documentation site for the models (http://127.0.0.1:8081)
 	$(BIN)/dbt docs generate --project-dir dbt_project --profiles-dir dbt_project --static
