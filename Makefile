@@ -44,10 +44,10 @@ dev: setup ## open the Dagster UI (dagster dev -w workspace.yaml) on http://127.
 	$(BIN)/python -m orchestration.instance
 	$(BIN)/dagster dev -w workspace.yaml
 
-bench: setup ## quick benchmarks (<10 min): ingestion vs kafka-python ceiling at 300k, collector
+bench: setup ## quick benchmarks: ingestion vs the kafka-python ceiling at 300k, collector, dbt at 1M
 	$(BIN)/python -m benchmarks.ingest_throughput --events 300000 --repeat 3
 	$(BIN)/python benchmarks/collector_throughput.py --seconds 20
-	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 3
+	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1
 
 bench-full: setup ## long benchmarks: ingestion at 3M events, dbt vs the hand-written floor at 3M with incremental cost
 	$(BIN)/python -m benchmarks.ingest_throughput --events 3000000 --repeat 2
