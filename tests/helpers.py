@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -25,3 +27,15 @@ def query(warehouse: Path, sql: str) -> list[tuple]:
 
 def scalar(warehouse: Path, sql: str) -> object:
     return query(warehouse, sql)[0][0]
+
+
+def dbt_build(warehouse: Path, *args: str) -> None:
+    """`dbt build` of the project into `warehouse` (a target dir of its own beside it)."""
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [str(repo / ".venv/bin/dbt"), "build", "--project-dir", "dbt_project", "--profiles-dir",
+         "dbt_project", "--quiet", "--target-path", str(warehouse.parent / "dbt_target"), *args],
+        cwd=repo, env={**os.environ, "DUCKDB_PATH": str(warehouse)},
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:]

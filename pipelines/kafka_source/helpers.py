@@ -372,8 +372,12 @@ def drain(
     stop = threading.Event()
     poller = threading.Thread(
         target=_poll_batches,
-        args=(consumer, positions, stats, ready, stop),
         kwargs={
+            "ready": ready,
+            "consumer": consumer,
+            "positions": positions,
+            "stats": stats,
+            "stop": stop,
             "batch_size": batch_size,
             "max_messages": max_messages,
             "max_seconds": max_seconds,
@@ -403,30 +407,10 @@ def drain(
 _DONE = object()
 
 
-def _poll_batches(
-    consumer: KafkaConsumer,
-    positions: list[PartitionPosition],
-    stats: DrainStats,
-    ready: queue.Queue[Any],
-    stop: threading.Event,
-    *,
-    batch_size: int,
-    max_messages: int,
-    max_seconds: float,
-    servers: str,
-) -> None:
+def _poll_batches(ready: queue.Queue[Any], **loop_args: Any) -> None:
+    """Thread body: run the poll loop, then hand over _DONE or the exception that ended it."""
     try:
-        _poll_loop(
-            consumer,
-            positions,
-            stats,
-            ready,
-            stop,
-            batch_size=batch_size,
-            max_messages=max_messages,
-            max_seconds=max_seconds,
-            servers=servers,
-        )
+        _poll_loop(ready=ready, **loop_args)
         ready.put(_DONE)
     except BaseException as exc:  # handed to the consuming thread, which re-raises it
         ready.put(exc)

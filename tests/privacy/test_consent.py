@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import duckdb
@@ -13,8 +11,7 @@ from pipelines.events import dumps
 from pipelines.generator import generate
 from pipelines.ingest import ingest
 from pipelines.producer import produce
-from tests.conftest import REPO_ROOT
-from tests.helpers import settings_for
+from tests.helpers import dbt_build, settings_for
 
 
 def _build(broker, make_topic, warehouse: Path, messages) -> None:
@@ -22,25 +19,7 @@ def _build(broker, make_topic, warehouse: Path, messages) -> None:
     settings = settings_for(broker.bootstrap, topic)
     produce(messages, settings, topic)
     ingest(settings, warehouse)
-    proc = subprocess.run(
-        [
-            str(REPO_ROOT / ".venv/bin/dbt"),
-            "build",
-            "--project-dir",
-            "dbt_project",
-            "--profiles-dir",
-            "dbt_project",
-            "--quiet",
-            "--target-path",
-            str(warehouse.parent / "target"),
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, "DUCKDB_PATH": str(warehouse)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    dbt_build(warehouse)
 
 
 def test_withdrawn_consent_removes_only_that_person(broker, make_topic, tmp_path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import duckdb
@@ -15,31 +14,9 @@ from pipelines.generator import generate
 from pipelines.ingest import ingest
 from pipelines.privacy import PrivacySettings, forget
 from pipelines.producer import produce
-from tests.conftest import REPO_ROOT
-from tests.helpers import scalar, settings_for
+from tests.helpers import dbt_build, scalar, settings_for
 
 KEY = "test-pseudonym-key"
-
-
-def _dbt(warehouse: Path, *args: str) -> None:
-    proc = subprocess.run(
-        [
-            str(REPO_ROOT / ".venv/bin/dbt"),
-            "build",
-            "--project-dir",
-            "dbt_project",
-            "--profiles-dir",
-            "dbt_project",
-            "--quiet",
-            *args,
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, "DUCKDB_PATH": str(warehouse)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
 
 
 def _every_cell(warehouse: Path) -> list[tuple[str, str]]:
@@ -65,7 +42,7 @@ def built(broker, tmp_path_factory):
     traffic = generate(events=4_000, users=150, days=2, seed=21)
     produce(traffic.messages, settings, topic)
     assert ingest(settings, warehouse).loaded == 4_000
-    _dbt(warehouse)
+    dbt_build(warehouse)
     yield warehouse, settings, traffic
     os.environ.pop("TRACKFLOW_PSEUDONYM_KEY", None)
 
@@ -142,7 +119,7 @@ def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
     # replay the whole topic from the earliest offset with a fresh pipeline, then a backfill
     replay = ingest(settings, warehouse, pipeline_name="replay_from_earliest")
     assert replay.suppressed == result.rows_deleted["raw.tracking_events"]
-    _dbt(warehouse, "--full-refresh")
+    dbt_build(warehouse, "--full-refresh")
     assert leaks() == []
 
     # a path that skips ingestion (say, raw restored from a backup) still cannot bring them back
@@ -159,7 +136,7 @@ def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
             "insert into raw.tracking_events by name "
             "select *, 'restore' as _dlt_load_id from restored"
         )
-    _dbt(warehouse, "--full-refresh")
+    dbt_build(warehouse, "--full-refresh")
     models = [
         (t, text) for t, text in _every_cell(warehouse) if t.startswith(("staging.", "analytics."))
     ]
