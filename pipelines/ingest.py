@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ from pipelines.kafka_source.settings import (
     EVENTS_TABLE,
     PIPELINE_NAME,
     RAW_DATASET,
-    REJECTED_TABLE,
 )
 from pipelines.privacy import PrivacyError, PrivacySettings, suppressed_tokens
 
@@ -252,5 +251,4 @@ def _operator_error(exc: PipelineStepFailed, warehouse: Path) -> IngestError:
     return IngestError(f"ingestion failed at step {exc.step}: {str(exc.exception)[:300]}")
 
 
-__all__ = ["IngestResult", "ingest", "pipeline_for", "stored_offsets", "REJECTED_TABLE"]
-_ = datetime
+__all__ = ["IngestResult", "WarehouseLocked", "ingest", "pipeline_for", "stored_offsets"]
