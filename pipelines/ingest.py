@@ -124,8 +124,8 @@ def ingest(
     """Drain the topic(s) once into DuckDB. Raises IngestError (one-line reason) on failure."""
     settings = settings or KafkaSettings.from_env()
     warehouse = (warehouse or duckdb_path()).resolve()
-    try:
-        PrivacySettings.from_env(warehouse)
+    try:  # settle privacy config (and its key file) before touching Kafka
+        privacy = PrivacySettings.from_env(warehouse)
     except PrivacyError as exc:
         raise IngestError(str(exc)) from None
     start = parse_start(start_from)
@@ -164,7 +164,6 @@ def ingest(
         finally:
             consumer.close()
 
-    privacy = PrivacySettings.from_env(warehouse)
     try:
         suppressed = frozenset(suppressed_tokens(warehouse))
     except duckdb.IOException as exc:

@@ -1,15 +1,14 @@
 """Segment's own Python client (segment-analytics-python) pointed at the collector by host alone.
 
-Runs when that package is installed (a dev dependency to add); skipped otherwise."""
+segment-analytics-python is a dev dependency, so this always runs."""
 
 from __future__ import annotations
 
 import pytest
+import segment.analytics as analytics
 
 from pipelines.collector import CollectorSettings
 from tests.collector.helpers import SERVER_KEY, LiveCollector, wait_for_events
-
-analytics = pytest.importorskip("segment.analytics")
 
 pytestmark = pytest.mark.timeout(60)
 
