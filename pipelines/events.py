@@ -269,7 +269,7 @@ timed as (
 ),
 flagged as (
   select *,
-    coalesce(list_contains(?, _kafka_offset * 100000 + _kafka_partition), false) as is_deep,
+    {{is_deep}} as is_deep,
     coalesce({_LEGACY}, false) as is_legacy
   from timed
 ),
@@ -347,17 +347,15 @@ def _nesting_depth(text: str) -> int:
 def _deep_messages(messages: pa.Table) -> list[int]:
     """(offset, partition) codes of messages nested deeper than MAX_DEPTH.
 
-    Only messages with more than MAX_DEPTH brackets can be that deep, so the Python scan runs on
-    a vectorised pre-filter's survivors (almost never any).
+    Only messages with more than MAX_DEPTH brackets can be that deep, so the exact scan runs on
+    the survivors of a bracket count (almost never any); bytes.count is far cheaper per message
+    than Arrow's count_substring kernel.
     """
-    import pyarrow.compute as pc
-
-    values = messages.column("value")
-    opens = pc.add(pc.count_substring(values, "{"), pc.count_substring(values, "["))
-    candidates = pc.indices_nonzero(pc.fill_null(pc.greater(opens, MAX_DEPTH), False))
     deep: list[int] = []
-    for i in candidates.to_pylist():
-        raw = values[i].as_py()
+    values = messages.column("value").to_pylist()
+    for i, raw in enumerate(values):
+        if raw is None or raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
+            continue
         try:
             text = raw.decode()
         except UnicodeDecodeError:
@@ -375,8 +373,14 @@ def validate(messages: pa.Table) -> tuple[pa.Table, pa.Table]:
 
     con = _connection()
     con.register("batch", messages)
+    deep = _deep_messages(messages)
+    # almost never any: a constant spares a list lookup per row (~20% of the pass)
+    is_deep = (
+        "(_kafka_offset * 100000 + _kafka_partition) in (select unnest(?))" if deep else "false"
+    )
     try:
-        result = con.sql(_SPLIT_SQL, params=[_deep_messages(messages)]).to_arrow_table()
+        query = _SPLIT_SQL.replace("{is_deep}", is_deep)
+        result = con.sql(query, params=[deep] if deep else None).to_arrow_table()
     finally:
         con.unregister("batch")
     ok = pc.is_null(result.column("error_code"))

@@ -131,6 +131,10 @@ def _patch(parts: tuple[str, ...], value_sql: str) -> str:
     return expr
 
 
+def _json_path(parts: tuple[str, ...]) -> str:
+    return "$." + ".".join(f'"{p}"' for p in parts)
+
+
 def _ip_sql(ip: str, mode: str) -> str:
     if mode == "none":
         return "null"
@@ -142,49 +146,100 @@ def _ip_sql(ip: str, mode: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Rule:
+    path: tuple[str, ...]  # column, then the keys inside it
+    new_value: Callable[[str], str]  # sql of the new value, given the sql of the old one
+    # the value may be rewritten as text wherever it is a member value (an IP address is the
+    # same personal datum wherever it appears); other rules only touch their own path
+    as_text: bool = False
+
+
+def _text_route(target: str, rule: int) -> str:
+    """The target with the quoted old value replaced after a colon (NULL when not applicable).
+
+    Only for text without escapes, where the value is written literally; the caller checks
+    that the old value is gone afterwards.
+    """
+    old, new = f"old_{rule}", f"new_{rule}"
+    quoted, replacement = f"('\"' || {old} || '\"')", f"coalesce('\"' || {new} || '\"', 'null')"
+    return (
+        f"case when {old} is null or contains({target}, '\\') then null "
+        f"when contains({target}, ':' || {quoted}) "
+        f"then replace({target}, ':' || {quoted}, ':' || {replacement}) "
+        f"else replace({target}, ': ' || {quoted}, ': ' || {replacement}) end"
+    )
+
+
+def _rewrite(target: str, parts: tuple[str, ...], rule: int, as_text: bool) -> str:
+    """SQL for the target JSON text with the field at `parts` set to new_<rule>.
+
+    With as_text, the text route (text_<target>_<rule>) is used when it removed every quoted
+    occurrence of the old value; anything else (other spacing, escapes, the value also used as a
+    key) takes the exact route: a JSON merge-patch, which parses the document.
+    """
+    old, new = f"old_{rule}", f"new_{rule}"
+    patched = (
+        f"case when json_extract_string({target}, '{_json_path(parts)}') is null then {target} "
+        f"else json_merge_patch({target}, {_patch(parts, new)})::varchar end"
+    )
+    if not as_text:
+        return f"case when {old} is null then {target} else {patched} end"
+    text = f"text_{target}_{rule}"
+    return (
+        f"case when {old} is null or {new} is not distinct from {old} then {target} "
+        f"when {text} is not null and not contains({text}, '\"' || {old} || '\"') then {text} "
+        f"else {patched} end"
+    )
+
+
 def minimise(accepted: pa.Table, settings: PrivacySettings) -> pa.Table:
     """Drop / pseudonymise the configured fields in the JSON columns and the payload."""
     if accepted.num_rows == 0:
         return accepted
-    # (path, sql of the new value given the sql of the old one)
-    rules: list[tuple[tuple[str, ...], Callable[[str], str]]] = []
-    for path in settings.drop:
-        rules.append((path, lambda old: "null"))
-    for path in settings.pseudonymise:
-        rules.append((path, lambda old: _hmac_sql(settings.key, old)))
+    rules = [_Rule(path, lambda old: "null") for path in settings.drop]
+    rules += [
+        _Rule(path, lambda old: _hmac_sql(settings.key, old)) for path in settings.pseudonymise
+    ]
     if settings.ip_mode != "full":
-        rules.append((("context", "ip"), lambda old: _ip_sql(old, settings.ip_mode)))
+        rules.append(_Rule(("context", "ip"), lambda old: _ip_sql(old, settings.ip_mode), True))
     if not rules:
         return accepted
-    # every old value is extracted once per target column (one JSON parse each); then one step
-    # per rule rewrites the column only on rows where the field is present
-    per_target: dict[str, list[tuple[str, tuple[str, ...], Callable[[str], str]]]] = {}
-    for path, replacement in rules:
-        column, inner = path[0], path[1:]
-        for target, prefix in ((column, ()), ("payload", (column,))):
-            json_path = "$." + ".".join(f'"{p}"' for p in prefix + inner)
-            per_target.setdefault(target, []).append((json_path, prefix + inner, replacement))
-    extract = ", ".join(
-        f"json_extract_string({target}, [{', '.join(repr(p) for p, _, _ in items)}]) "
-        f"as old_{target}"
-        for target, items in per_target.items()
+    # old values come from the small JSON columns (the payload holds the same objects), so
+    # the payload is parsed only on rows where a field is present and the text route won't do
+    inner_paths: dict[str, list[tuple[str, ...]]] = {}
+    for rule in rules:
+        inner_paths.setdefault(rule.path[0], []).append(rule.path[1:])
+    lists = ", ".join(  # one parse per column
+        f"json_extract_string({column}, [{', '.join(repr(_json_path(p)) for p in paths)}]) "
+        f"as old_{column}"
+        for column, paths in inner_paths.items()
     )
-    steps = [f"step_0 as (select *, {extract} from batch)"]
-    for target, items in per_target.items():
-        for i, (_, parts, replacement) in enumerate(items, 1):
-            old = f"old_{target}[{i}]"
-            new = (
-                f"case when {old} is null then {target} "
-                f"else json_merge_patch({target}, {_patch(parts, replacement(old))})::varchar end"
-            )
+    olds = ", ".join(
+        f"old_{rule.path[0]}[{inner_paths[rule.path[0]].index(rule.path[1:]) + 1}] as old_{i}"
+        for i, rule in enumerate(rules)
+    )
+    steps = [f"select *, {lists} from batch", f"select *, {olds} from prev"]
+    for i, rule in enumerate(rules):
+        column, inner = rule.path[0], rule.path[1:]
+        steps.append(
+            f"select *, case when old_{i} is not null then {rule.new_value(f'old_{i}')} end "
+            f"as new_{i} from prev"
+        )
+        if rule.as_text:
             steps.append(
-                f"step_{len(steps)} as (select * replace ({new} as {target}) "
-                f"from step_{len(steps) - 1})"
+                f"select *, {_text_route(column, i)} as text_{column}_{i}, "
+                f"{_text_route('payload', i)} as text_payload_{i} from prev"
             )
-    query = (
-        f"with {', '.join(steps)} "
-        f"select {', '.join(accepted.column_names)} from step_{len(steps) - 1}"
+        steps.append(
+            f"select * replace ({_rewrite(column, inner, i, rule.as_text)} as {column}, "
+            f"{_rewrite('payload', rule.path, i, rule.as_text)} as payload) from prev"
+        )
+    query = "with " + ", ".join(
+        f"step_{n} as ({sql.replace(' from prev', f' from step_{n - 1}')})"
+        for n, sql in enumerate(steps)
     )
+    query += f" select {', '.join(accepted.column_names)} from step_{len(steps) - 1}"
     con = duckdb.connect()
     try:
         con.execute("set threads = 1")
