@@ -138,6 +138,10 @@ def ingest(
     max_messages: Annotated[int, typer.Option(help="stop after this many messages")] = 5_000_000,
     batch_size: Annotated[int, typer.Option(help="messages per Arrow micro-batch")] = 50_000,
     max_seconds: Annotated[float, typer.Option(help="stop draining after this long")] = 600.0,
+    messages_per_load: Annotated[
+        int,
+        typer.Option(help="load a long drain in parts of this many messages (bounds memory)"),
+    ] = 250_000,
     start_from: Annotated[
         str, typer.Option(help="where a new pipeline starts: earliest | latest | ISO time")
     ] = "earliest",
@@ -177,6 +181,7 @@ def ingest(
                 batch_size=batch_size,
                 max_messages=max_messages,
                 max_seconds=max_seconds,
+                messages_per_load=messages_per_load,
                 on_batch=on_batch,
                 on_phase=on_phase,
             )

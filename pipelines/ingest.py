@@ -37,6 +37,7 @@ from pipelines.kafka_source.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_MESSAGES,
     DEFAULT_MAX_SECONDS,
+    DEFAULT_MESSAGES_PER_LOAD,
     EVENTS_TABLE,
     PIPELINE_NAME,
     RAW_DATASET,
@@ -117,11 +118,16 @@ def ingest(
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_messages: int = DEFAULT_MAX_MESSAGES,
     max_seconds: float = DEFAULT_MAX_SECONDS,
+    messages_per_load: int = DEFAULT_MESSAGES_PER_LOAD,
     on_batch: Callable[[DrainStats], None] | None = None,
     pipeline_name: str = PIPELINE_NAME,
     on_phase: Callable[[str], None] | None = None,
 ) -> IngestResult:
-    """Drain the topic(s) once into DuckDB. Raises IngestError (one-line reason) on failure."""
+    """Drain the topic(s) once into DuckDB. Raises IngestError (one-line reason) on failure.
+
+    The drain is loaded in parts of at most `messages_per_load` messages; each part is one dlt
+    load holding its rows and offsets, so a crash loses at most the part in flight.
+    """
     settings = settings or KafkaSettings.from_env()
     warehouse = (warehouse or duckdb_path()).resolve()
     try:  # settle privacy config (and its key file) before touching Kafka
@@ -169,29 +175,38 @@ def ingest(
     except duckdb.IOException as exc:
         failed = PipelineStepFailed(pipeline, "extract", None, exc, None)
         raise _operator_error(failed, warehouse) from exc
-    stats = DrainStats()
-    source = kafka_source(
-        settings,
-        start_from=start,
-        resume_at=resume_at,
-        batch_size=batch_size,
-        max_messages=max_messages,
-        max_seconds=max_seconds,
-        stats=stats,
-        on_batch=on_batch,
-        privacy=privacy,
-        suppressed=suppressed,
-    )
-    try:
-        # the steps of pipeline.run, one by one, so progress (and crash tests) can tell them apart
-        phase("extract")
-        pipeline.extract(source, loader_file_format="parquet")
-        phase("normalize")
-        pipeline.normalize()
-        phase("load")
-        info = pipeline.load()
-    except PipelineStepFailed as exc:
-        raise _operator_error(exc, warehouse) from exc
+    stats = DrainStats()  # shared by the parts: counts and time limits cover the whole run
+    load_id: str | None = None
+    while True:
+        part_start = stats.messages
+        source = kafka_source(
+            settings,
+            start_from=start,
+            resume_at=resume_at if part_start == 0 else None,
+            batch_size=batch_size,
+            max_messages=min(max_messages, part_start + messages_per_load),
+            max_seconds=max_seconds,
+            stats=stats,
+            on_batch=on_batch,
+            privacy=privacy,
+            suppressed=suppressed,
+        )
+        try:
+            # pipeline.run's steps one by one, so progress (and crash tests) can tell them apart
+            phase("extract")
+            pipeline.extract(source, loader_file_format="parquet")
+            phase("normalize")
+            pipeline.normalize()
+            phase("load")
+            info = pipeline.load()
+        except PipelineStepFailed as exc:
+            raise _operator_error(exc, warehouse) from exc
+        if info and info.loads_ids:
+            load_id = info.loads_ids[-1]
+        # a part that stopped at its own size before the run's limit: load the next part
+        if stats.stopped_because != "max_messages" or stats.messages >= max_messages:
+            break
+        stats.stopped_because = ""
 
     resumed = (
         resolve_gaps(warehouse, pipeline_name, f"resumed from {resume_from}") if resume_at else 0
@@ -217,7 +232,7 @@ def ingest(
         offsets={_label(tp): o for tp, o in offsets.items()},
         lag=lag,
         event_days=sorted(stats.event_days),
-        load_id=info.loads_ids[-1] if info and info.loads_ids else None,
+        load_id=load_id,
         commit_error=commit_error,
         resumed_gaps=resumed,
         suppressed=stats.suppressed,

@@ -13,6 +13,9 @@ DEFAULT_BATCH_SIZE: Final = 50_000
 # a run stops after this many messages (the rest waits for the next run)
 DEFAULT_MAX_MESSAGES: Final = 5_000_000
 DEFAULT_MAX_SECONDS: Final = 600.0
+# a long drain is loaded in parts of this many messages, each committed with its offsets, so
+# memory and the pending package stay the same size however large the backlog
+DEFAULT_MESSAGES_PER_LOAD: Final = 250_000
 
 POLL_TIMEOUT_MS: Final = 1_000
 # consecutive empty polls that mean "caught up" while below the end offsets captured at start

@@ -92,6 +92,34 @@ def test_drain_stopped_by_max_messages_resumes_without_gaps(broker, make_topic, 
         assert lo == 0
 
 
+def test_long_drain_is_loaded_in_parts(broker, make_topic, warehouse) -> None:
+    topic = make_topic(partitions=4)
+    settings = settings_for(broker.bootstrap, topic)
+    traffic = generate(events=2_500, users=100, seed=4)
+    produce(traffic.messages, settings, topic)
+
+    parts: list[str] = []
+    result = ingest(
+        settings,
+        warehouse,
+        messages_per_load=1_000,
+        batch_size=400,
+        on_phase=lambda name: parts.append(name) if name == "load" else None,
+    )
+
+    assert result.messages == 2_500 and result.stopped_because == "caught_up"
+    assert len(parts) == 3  # 1000 + 1000 + 500, each its own load with its offsets
+    loads = query(
+        warehouse,
+        "select _dlt_load_id, count(*) from raw.tracking_events group by 1 order by 1",
+    )
+    assert [n for _, n in loads] == [1_000, 1_000, 500]
+    assert result.load_id == loads[-1][0]
+    assert scalar(warehouse, "select count(distinct message_id) from raw.tracking_events") == 2_500
+    assert result.total_lag == 0
+    assert ingest(settings, warehouse).messages == 0
+
+
 def test_group_offsets_equal_loaded_offsets(broker, make_topic, warehouse) -> None:
     topic = make_topic(partitions=4)
     settings = settings_for(broker.bootstrap, topic, group="lag-tools-see-this")
