@@ -53,8 +53,12 @@ translator = TrackflowDbtTranslator(
 
 
 def partition_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
-    """min_date/max_date (inclusive) of the run's partition window; none when unpartitioned."""
-    if not context.has_partition_key_range:
+    """min_date/max_date (inclusive) of the run's partition window; none when unpartitioned.
+
+    A one-day run (the marts schedule) has a partition key but no range tags: it gets the same
+    window, else dbt would rebuild the whole history every micro-batch.
+    """
+    if not (context.has_partition_key or context.has_partition_key_range):
         return {}
     window = context.partition_time_window
     last_day = (window.end - timedelta(days=1)).date()

@@ -120,3 +120,16 @@ def test_partitions_pools_and_policies() -> None:
             assert node.partitions_def is None
     assert kafka_ingestion.op.pool == INGESTION_POOL
     assert defs.resolve_job_def("ingest_job").tags["trackflow/role"] == "ingestion"
+
+
+def test_ingest_job_runs_its_own_checks_but_starts_no_dbt() -> None:
+    """dbt's source tests would start dbt in every micro-batch; the job leaves them out."""
+    ops = {node.name for node in defs.resolve_job_def("ingest_job").graph.node_defs}
+    assert ops == {
+        "kafka_ingestion",  # also reports consumer_lag and no_retention_gaps itself
+        "raw__tracking_events_raw_freshness",
+        "raw__tracking_events_duplicate_rate",
+        "raw__tracking_events_rejected_rejected_rate",
+    }
+    everything = {node.name for node in defs.resolve_job_def("everything_job").graph.node_defs}
+    assert "dbt_staging" in everything  # where the source tests still run

@@ -184,6 +184,16 @@ def test_late_data_sensor_requests_exactly_the_touched_days(
     assert isinstance(again, dg.SkipReason)
 
 
+def test_one_day_run_builds_only_that_day(graph, dagster_instance) -> None:
+    """The marts schedule's run: one partition key, no range tags."""
+    day = today().isoformat()
+    job = graph["defs"].resolve_job_def("marts_job")
+    result = job.execute_in_process(instance=dagster_instance, partition_key=day)
+    assert result.success
+    sessions = materializations(result)["analytics/fct_sessions"]
+    assert [m.metadata["dbt_vars"].value for m in sessions] == [{"min_date": day, "max_date": day}]
+
+
 def _message_id(value: bytes) -> str | None:
     try:
         return json.loads(value).get("messageId")
