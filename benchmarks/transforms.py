@@ -12,6 +12,10 @@ latest copy), then `dbt build` / `dbt run` with `--vars {min_date, max_date}` fo
 they touched; each repeat starts from a copy of the fully built warehouse. Reported as a percentage
 of the full build / run. Measured at the largest size of the command.
 
+Besides wall time, each variant's CPU time (user + sys: the dbt subprocess with its in-process
+DuckDB, the floor's DuckDB threads) is reported: on a shared machine other jobs stretch wall
+times unevenly, while CPU time mostly counts the work itself (but not what 2 threads overlap).
+
 Data: the synthetic generator (duplicates, late and skewed events) makes a base of at most 1M
 events (cached as parquet under results/cache/), validated by the real validator. Larger sizes
 replicate it: copy c > 0 suffixes message_id, anonymous_id, user_id and the Kafka key with `~c`
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -193,6 +198,11 @@ def reset(db: Path) -> None:
 # ---------------------------------------------------------------- runs
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def dbt(db: Path, work: Path, command: str, vars: dict[str, str] | None = None) -> dict[str, Any]:
     cmd = [
         str(DBT),
@@ -209,12 +219,14 @@ def dbt(db: Path, work: Path, command: str, vars: dict[str, str] | None = None) 
     if vars:
         cmd += ["--vars", json.dumps(vars)]
     env = {**os.environ, "DUCKDB_PATH": str(db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    cpu = children_cpu()
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
+    cpu = children_cpu() - cpu
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-2000:]}")
-    out: dict[str, Any] = {"wall_s": wall}
+    out: dict[str, Any] = {"wall_s": wall, "cpu_s": cpu}
     rr = work / "target" / "run_results.json"
     if command in ("build", "run") and rr.exists():
         doc = json.loads(rr.read_text())
@@ -228,8 +240,10 @@ def dbt(db: Path, work: Path, command: str, vars: dict[str, str] | None = None) 
     return out
 
 
-def run_floor(db: Path) -> float:
+def run_floor(db: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of the floor script (DuckDB runs in this process)."""
     script = [s.strip() for s in FLOOR_SQL.read_text().split("\n;\n") if s.strip()]
+    cpu = time.process_time()
     t = time.perf_counter()
     con = duckdb.connect(str(db))
     try:
@@ -238,7 +252,7 @@ def run_floor(db: Path) -> float:
             con.execute(statement)
     finally:
         con.close()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - cpu
 
 
 def check_floor(db: Path) -> dict[str, Any]:
@@ -333,21 +347,33 @@ def measure_size(
     dbt_work = work / f"dbt_{events}"
     dbt(db, dbt_work, "parse")  # warm the partial-parse cache so every timed run is alike
 
-    builds, runs, floors, check = [], [], [], None
+    builds, runs, floors, floor_cpus, check = [], [], [], [], None
     for i in range(repeat):
         reset(db)
         builds.append(dbt(db, dbt_work, "build"))
-        log(f"{events:,} #{i + 1}: dbt build {builds[-1]['wall_s']:.1f}s")
+        b = builds[-1]
+        log(f"{events:,} #{i + 1}: dbt build {b['wall_s']:.1f}s, {b['cpu_s']:.1f} CPU s")
         reset(db)
         runs.append(dbt(db, dbt_work, "run"))
-        log(f"{events:,} #{i + 1}: dbt run {runs[-1]['wall_s']:.1f}s")
-        floors.append(run_floor(db))
+        r = runs[-1]
+        log(f"{events:,} #{i + 1}: dbt run {r['wall_s']:.1f}s, {r['cpu_s']:.1f} CPU s")
+        floor_wall, floor_cpu = run_floor(db)
+        floors.append(floor_wall)
+        floor_cpus.append(floor_cpu)
         check = check_floor(db)
-        log(f"{events:,} #{i + 1}: floor {floors[-1]:.1f}s (same sessions and checkout steps)")
+        log(
+            f"{events:,} #{i + 1}: floor {floors[-1]:.1f}s, {floor_cpus[-1]:.1f} CPU s "
+            "(same sessions and checkout steps)"
+        )
 
     build_s = median([b["wall_s"] for b in builds])
     run_s = median([r["wall_s"] for r in runs])
     floor_s = median(floors)
+    build_cpu, run_cpu, floor_cpu = (
+        median([b["cpu_s"] for b in builds]),
+        median([r["cpu_s"] for r in runs]),
+        median(floor_cpus),
+    )
     result: dict[str, Any] = {
         "events": events,
         "raw_rows": raw_rows,
@@ -372,10 +398,18 @@ def measure_size(
         "floor_s": floor_s,
         "ratio_build_vs_floor": build_s / floor_s,
         "ratio_run_vs_floor": run_s / floor_s,
+        "dbt_build_cpu_s": build_cpu,
+        "dbt_run_cpu_s": run_cpu,
+        "floor_cpu_s": floor_cpu,
+        "ratio_build_vs_floor_cpu": build_cpu / floor_cpu,
+        "ratio_run_vs_floor_cpu": run_cpu / floor_cpu,
         "runs": {
             "dbt_build_s": [b["wall_s"] for b in builds],
             "dbt_run_s": [r["wall_s"] for r in runs],
             "floor_s": floors,
+            "dbt_build_cpu_s": [b["cpu_s"] for b in builds],
+            "dbt_run_cpu_s": [r["cpu_s"] for r in runs],
+            "floor_cpu_s": floor_cpus,
         },
         "per_model_build_s": per_model(builds),
         "per_model_run_s": per_model(runs),
@@ -385,7 +419,7 @@ def measure_size(
 
     if incremental:
         reset(db)
-        dbt(db, dbt_work, "build")
+        full_build = dbt(db, dbt_work, "build")
         snapshot = work / f"built_{events}.duckdb"
         shutil.copyfile(db, snapshot)
         inc_events = max(1, events // 100)
@@ -398,10 +432,15 @@ def measure_size(
                 shutil.copyfile(snapshot, db)
                 append_raw(db, rows)
                 sink.append(dbt(db, dbt_work, command, vars))
-                log(f"incremental #{i + 1}: dbt {command} {sink[-1]['wall_s']:.1f}s")
+                log(
+                    f"incremental #{i + 1}: dbt {command} {sink[-1]['wall_s']:.1f}s, "
+                    f"{sink[-1]['cpu_s']:.1f} CPU s"
+                )
         snapshot.unlink()
         ib = median([r["wall_s"] for r in inc_builds])
         ir = median([r["wall_s"] for r in inc_runs])
+        ib_cpu = median([r["cpu_s"] for r in inc_builds])
+        ir_cpu = median([r["cpu_s"] for r in inc_runs])
         result["incremental"] = {
             "repeat": len(inc_builds),
             "new_raw_rows": rows.num_rows,
@@ -413,9 +452,17 @@ def measure_size(
             "dbt_run_dbt_elapsed_s": median([r["dbt_elapsed_s"] for r in inc_runs]),
             "build_pct_of_full_build": 100 * ib / build_s,
             "run_pct_of_full_run": 100 * ir / run_s,
+            "dbt_build_cpu_s": ib_cpu,
+            "dbt_run_cpu_s": ir_cpu,
+            "build_pct_of_full_build_cpu": 100 * ib_cpu / build_cpu,
+            "run_pct_of_full_run_cpu": 100 * ir_cpu / run_cpu,
+            # the full build that made the snapshot, just before: the closest in time
+            "snapshot_build": {"wall_s": full_build["wall_s"], "cpu_s": full_build["cpu_s"]},
             "runs": {
                 "dbt_build_s": [r["wall_s"] for r in inc_builds],
                 "dbt_run_s": [r["wall_s"] for r in inc_runs],
+                "dbt_build_cpu_s": [r["cpu_s"] for r in inc_builds],
+                "dbt_run_cpu_s": [r["cpu_s"] for r in inc_runs],
             },
             "per_model_build_s": per_model(inc_builds),
             "per_model_run_s": per_model(inc_runs),
@@ -438,6 +485,11 @@ def report(r: dict[str, Any]) -> str:
         f"{'dbt run (models)':<34}{r['dbt_run_s']:>9.2f}"
         f"{r['dbt_run_dbt_elapsed_s']:>15.2f}{r['ratio_run_vs_floor']:>9.2f}",
     ]
+    lines.append(
+        f"CPU s (user+sys): floor {r['floor_cpu_s']:.2f}, dbt build {r['dbt_build_cpu_s']:.2f} "
+        f"({r['ratio_build_vs_floor_cpu']:.2f}x), dbt run {r['dbt_run_cpu_s']:.2f} "
+        f"({r['ratio_run_vs_floor_cpu']:.2f}x)"
+    )
     c = r["check"]
     lines.append(
         f"check: sessions {c['sessions']['marts']:,} (floor {c['sessions']['floor']:,}, generator "
@@ -462,6 +514,9 @@ def report(r: dict[str, Any]) -> str:
             f"{'dbt run --vars':<34}{inc['dbt_run_s']:>9.2f}"
             f"{inc['dbt_run_dbt_elapsed_s']:>15.2f}   {inc['run_pct_of_full_run']:.1f}% of full "
             "run",
+            f"CPU s: dbt build --vars {inc['dbt_build_cpu_s']:.2f} "
+            f"({inc['build_pct_of_full_build_cpu']:.1f}% of full), dbt run --vars "
+            f"{inc['dbt_run_cpu_s']:.2f} ({inc['run_pct_of_full_run_cpu']:.1f}% of full)",
             f"target incremental build <= {TARGET_INCREMENTAL:.0%} of full: "
             + ("holds" if inc["build_pct_of_full_build"] <= 100 * TARGET_INCREMENTAL else "MISSED"),
             "per-model execution (incremental build, median s): "

@@ -37,3 +37,15 @@
     {%- if high is not none %} and {{ date_expression }} <= date '{{ high }}'{% endif -%}
     )
 {%- endmacro %}
+
+
+{#- sql query: the message_ids with a raw delivery whose skew-corrected day (staging's event_date)
+    falls inside the partition window: what stg_raw__tracking_events derives again in a run -#}
+{% macro messages_delivered_in_window() -%}
+    select windowed.message_id from {{ source('raw', 'tracking_events') }} as windowed
+    where {{ in_partition_range(event_at_sql(
+        "timezone('UTC', windowed.timestamp::timestamptz)",
+        "timezone('UTC', windowed.sent_at::timestamptz)",
+        "timezone('UTC', windowed.received_at::timestamptz)",
+    ) ~ '::date') }}
+{%- endmacro %}

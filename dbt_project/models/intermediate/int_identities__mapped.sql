@@ -1,3 +1,6 @@
+-- a table (small, rebuilt on every run): int_events__stitched, every mart and several tests read it
+{{ config(materialized='table') }}
+
 -- one row per anonymous_id that has ever been seen together with a user_id.
 -- the first pairing (by event_at, then message_id) wins and applies retroactively.
 with

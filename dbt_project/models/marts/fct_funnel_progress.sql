@@ -68,6 +68,30 @@ sessionized_events as (
             and events.event_at between scoped_sessions.started_at and scoped_sessions.ended_at
 ),
 
+-- the order of the events in their session and in their entity, for every funnel at once; only
+-- the keys go through the sorts (the rows are wide)
+event_sequence as (
+    select
+        message_id,
+        row_number() over (
+            partition by session_id order by event_at, message_id
+        ) as session_seq,
+        row_number() over (
+            partition by user_key order by event_at, message_id
+        ) as user_seq
+    from sessionized_events
+),
+
+sequenced_events as (
+    select
+        sessionized_events.*,
+        event_sequence.session_seq,
+        event_sequence.user_seq
+    from sessionized_events
+    inner join event_sequence
+        on sessionized_events.message_id = event_sequence.message_id
+),
+
 {% for f in funnels -%}
 {%- set n = f.steps | length -%}
 {%- set entity = 'session_id' if f.scope == 'session' else 'user_key' -%}
@@ -75,12 +99,10 @@ sessionized_events as (
 -- funnel {{ f.name }}: {{ f.order }}, {{ f.scope }} scope, {{ f.window_minutes }} minute window
 {{ f.name }}__events as (
     select
-        *,
+        * exclude (session_seq, user_seq),
         {{ entity }} as entity_id,
-        row_number() over (
-            partition by {{ entity }} order by event_at, message_id
-        ) as seq
-    from sessionized_events
+        {{ 'session_seq' if f.scope == 'session' else 'user_seq' }} as seq
+    from sequenced_events
 ),
 
 {{ f.name }}__matches as (

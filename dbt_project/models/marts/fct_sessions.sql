@@ -20,6 +20,8 @@ events as (
     where is_session_event
 ),
 
+{%- if is_partition_run %}
+
 identities as (
     select * from {{ ref('int_identities__mapped') }}
 ),
@@ -103,24 +105,32 @@ recompute_spans as (
     group by user_key
 ),
 
+{%- endif %}
+
 -- a partition run sessionizes whole chains only; otherwise the whole history
+-- (the chain ctes above are left out of a full run: it would compute them for nothing)
 scoped_events as (
     select events.*
     from events
+    {%- if is_partition_run %}
     where
-        {{ 'false' if is_partition_run else 'true' }}
-        or exists (
+        exists (
             select 1 from recompute_spans
             where
                 events.user_key = recompute_spans.user_key
                 and events.event_at >= recompute_spans.recompute_from_at
                 and events.event_at <= recompute_spans.recompute_to_at
         )
+    {%- endif %}
 ),
 
+-- sessionizing sorts the events several times: only the keys go through it, the other columns
+-- join back by message_id for the session's aggregates
 inactivity_marks as (
     select
-        *,
+        user_key,
+        event_at,
+        message_id,
         coalesce(
             event_at - lag(event_at) over entity_order > interval {{ inactivity_minutes }} minute,
             true
@@ -206,6 +216,17 @@ indexed as (
     from assigned
 ),
 
+indexed_events as (
+    select
+        indexed.user_key,
+        indexed.session_started_at,
+        indexed.event_index,
+        scoped_events.* exclude (user_key)  -- noqa: RF02
+    from indexed
+    inner join scoped_events
+        on indexed.message_id = scoped_events.message_id
+),
+
 sessions as (
     select
         user_key,
@@ -241,7 +262,7 @@ sessions as (
         any_value(platform) filter (where event_index = 1) as platform,
         any_value(device_type) filter (where event_index = 1) as device_type,
         any_value(os_name) filter (where event_index = 1) as os_name
-    from indexed
+    from indexed_events
     group by user_key, session_started_at
 ),
 

@@ -1,5 +1,16 @@
 -- one row per message_id over the whole history, typed and enriched.
 -- bot traffic is kept here (flagged); downstream models drop it.
+-- a table, not a view: every test on it and every model downstream would otherwise redo the
+-- dedup and the json/url parsing. a run with min_date/max_date re-derives only the messages with
+-- a delivery dated inside the window (all deliveries of those messages, so the dedup stays over
+-- the whole history); without them the table is rebuilt from all of raw.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='message_id',
+    full_refresh=none if has_partition_range() else true,
+    on_schema_change='fail',
+) }}
 {%- set search_hosts = '(^|\\.)(google|bing|duckduckgo|yahoo|baidu|yandex|ecosia|qwant|startpage|ask)\\.' %}
 {%- set social_hosts = '(^|\\.)(facebook|fb|instagram|twitter|linkedin|lnkd|reddit|pinterest|youtube|tiktok'
     ~ '|t|x|threads|mastodon)\\.' %}
@@ -9,32 +20,51 @@
     database=target.database, schema='raw', identifier='privacy_suppressions') %}
 with
 
-source as (
-    select * from {{ source('raw', 'tracking_events') }}
-    {%- if suppressions is not none %}
-        where not exists (
+-- the dedup key and order of every delivery: a narrow pass, so the wide json columns are read
+-- once, for the winning delivery only
+deliveries as (
+    select
+        rowid as raw_row,
+        message_id,
+        received_at,
+        _kafka_topic,
+        _kafka_partition,
+        _kafka_offset
+    from {{ source('raw', 'tracking_events') }}
+    where
+        {%- if suppressions is not none %}
+        not exists (
             select 1 from {{ suppressions }} as suppressed
             where
                 suppressed.id_sha256 = sha256(coalesce(anonymous_id, ''))
                 or suppressed.id_sha256 = sha256(coalesce(user_id, ''))
         )
-    {%- endif %}
+        {%- else %}
+        true  -- noqa: LT02
+        {%- endif %}
+        -- a partition run: every delivery of a message that has one dated inside the window
+        and {{ 'message_id in (' ~ messages_delivered_in_window() ~ ')' if is_incremental() else 'true' }}
 ),
 
-ranked as (
+-- the earliest received_at wins, ties broken by (topic, partition, offset)
+winners as (
     select
-        *,
-        row_number() over (
-            partition by message_id
-            order by received_at, _kafka_topic, _kafka_partition, _kafka_offset
-        ) as delivery_rank,
-        count(*) over (partition by message_id) as delivery_count
-    from source
+        message_id,
+        arg_min(
+            raw_row, (received_at, _kafka_topic, _kafka_partition, _kafka_offset)
+        ) as raw_row,
+        count(*) as delivery_count
+    from deliveries
+    group by message_id
 ),
 
 deduplicated as (
-    select * from ranked
-    where delivery_rank = 1
+    select
+        raw_events.*,
+        winners.delivery_count
+    from {{ source('raw', 'tracking_events') }} as raw_events
+    inner join winners
+        on raw_events.rowid = winners.raw_row
 ),
 
 typed as (
@@ -60,27 +90,58 @@ typed as (
     from deduplicated
 ),
 
-context_fields as (
+-- every context field in one json parse per row (`->>` would parse the object once per field)
+context_extracted as (
     select
         *,
-        nullif(context ->> '$.page.url', '') as page_url,
-        nullif(context ->> '$.page.path', '') as context_page_path,
-        nullif(context ->> '$.page.title', '') as page_title,
-        nullif(context ->> '$.page.referrer', '') as referrer_url,
-        nullif(context ->> '$.userAgent', '') as user_agent,
-        nullif(context ->> '$.ip', '') as ip,
-        nullif(context ->> '$.locale', '') as locale,
-        nullif(context ->> '$.library.name', '') as library_name,
-        nullif(context ->> '$.library.version', '') as library_version,
-        nullif(context ->> '$.device.type', '') as context_device_type,
-        nullif(context ->> '$.os.name', '') as os_name,
-        nullif(context ->> '$.app.name', '') as app_name,
-        nullif(context ->> '$.campaign.source', '') as campaign_source,
-        nullif(context ->> '$.campaign.medium', '') as campaign_medium,
-        nullif(context ->> '$.campaign.name', '') as campaign_name,
-        nullif(context ->> '$.campaign.term', '') as campaign_term,
-        nullif(context ->> '$.campaign.content', '') as campaign_content
+        json_extract_string(
+            context,
+            [
+                '$.page.url',
+                '$.page.path',
+                '$.page.title',
+                '$.page.referrer',
+                '$.userAgent',
+                '$.ip',
+                '$.locale',
+                '$.library.name',
+                '$.library.version',
+                '$.device.type',
+                '$.os.name',
+                '$.app.name',
+                '$.campaign.source',
+                '$.campaign.medium',
+                '$.campaign.name',
+                '$.campaign.term',
+                '$.campaign.content',
+                '$.consent.analytics'
+            ]
+        ) as context_values
     from typed
+),
+
+context_fields as (
+    select
+        * exclude (context_values),
+        nullif(context_values[1], '') as page_url,
+        nullif(context_values[2], '') as context_page_path,
+        nullif(context_values[3], '') as page_title,
+        nullif(context_values[4], '') as referrer_url,
+        nullif(context_values[5], '') as user_agent,
+        nullif(context_values[6], '') as ip,
+        nullif(context_values[7], '') as locale,
+        nullif(context_values[8], '') as library_name,
+        nullif(context_values[9], '') as library_version,
+        nullif(context_values[10], '') as context_device_type,
+        nullif(context_values[11], '') as os_name,
+        nullif(context_values[12], '') as app_name,
+        nullif(context_values[13], '') as campaign_source,
+        nullif(context_values[14], '') as campaign_medium,
+        nullif(context_values[15], '') as campaign_name,
+        nullif(context_values[16], '') as campaign_term,
+        nullif(context_values[17], '') as campaign_content,
+        context_values[18] as context_consent_analytics
+    from context_extracted
 ),
 
 urls_parsed as (
@@ -139,10 +200,7 @@ enriched as (
         received_at,
         -- segment's skew correction: the device clock offset is (sent_at - timestamp) on the
         -- same clock, so the server-side time of the event is received_at minus that offset
-        case
-            when sent_at is not null then received_at - (sent_at - device_timestamp)
-            else device_timestamp
-        end as event_at,
+        {{ event_at_sql('device_timestamp', 'sent_at', 'received_at') }} as event_at,
         case
             when sent_at is not null then epoch(received_at - sent_at)
         end as clock_skew_seconds,
@@ -200,7 +258,7 @@ enriched as (
         ) as device_type,
         os_name,
         -- context.consent.analytics: true / false when the event says so, else null
-        try_cast(context ->> '$.consent.analytics' as boolean) as consent_analytics,
+        try_cast(context_consent_analytics as boolean) as consent_analytics,
         ip,
         locale,
         library_name,
