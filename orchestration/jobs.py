@@ -28,7 +28,7 @@ marts_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(STAGING_GROUP, MARTS_GROUP),
     partitions_def=daily_partitions,
     description=(
-        "Staging views and the marts for one day partition, or for a range in a single dbt "
+        "Staging and the marts for one day partition, or for a range in a single dbt "
         "build with --vars min_date/max_date."
     ),
     tags={"trackflow/role": "transformation"},

@@ -62,7 +62,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
         DUCKDB_PATH absolute: dbt runs in dbt_project/, and the profile only reads the
         environment. DBT_INDIRECT_SELECTION=buildable: the graph is split in two dbt_assets
-        (views, marts), and a test spanning both (a singular test reading a staging model and a
+        (staging, marts), and a test spanning both (a singular test reading a staging model and a
         mart) must run with the build that makes all its parents, not with the first one.
         dagster-dbt still sets its own value when a run selects individual checks.
         """

@@ -1,4 +1,4 @@
-"""The dbt models as dbt assets: staging/intermediate views, and the daily-partitioned marts.
+"""The dbt models as dbt assets: staging/intermediate tables, and the daily-partitioned marts.
 
 The translator maps every dbt source onto the key of the dlt asset that loads it
 (`source('raw', 'tracking_events')` -> raw/tracking_events), so the graph is connected. A marts
@@ -63,6 +63,19 @@ def partition_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     window = context.partition_time_window
     last_day = (window.end - timedelta(days=1)).date()
     return {"min_date": window.start.date().isoformat(), "max_date": last_day.isoformat()}
+
+
+def run_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """The run's partition window as dbt vars, for the unpartitioned staging assets.
+
+    Staging is incremental over the deliveries of the window's days, so in a partitioned run
+    (the marts schedule, a backfill) it refreshes just those days, with the same vars as the
+    marts (one dbt parse serves both calls); an unpartitioned run rebuilds it from raw.
+    """
+    tags = context.run.tags  # Dagster's run tags for a partition and a partition range
+    start = tags.get("dagster/asset_partition_range_start") or tags.get("dagster/partition")
+    end = tags.get("dagster/asset_partition_range_end") or tags.get("dagster/partition")
+    return {"min_date": start, "max_date": end} if start and end else {}
 
 
 def _failure_line(invocation: DbtCliInvocation) -> str:
@@ -153,8 +166,8 @@ def run_dbt(
 def dbt_staging(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
 ) -> Iterator[Any]:
-    """Staging and intermediate views (cheap: rebuilt with every marts run) and their tests."""
-    yield from run_dbt(context, dbt, warehouse, {})
+    """Staging and intermediate tables and their tests, refreshed for the run's days."""
+    yield from run_dbt(context, dbt, warehouse, run_window_vars(context))
 
 
 @dbt_assets(

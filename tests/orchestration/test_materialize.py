@@ -190,8 +190,13 @@ def test_one_day_run_builds_only_that_day(graph, dagster_instance) -> None:
     job = graph["defs"].resolve_job_def("marts_job")
     result = job.execute_in_process(instance=dagster_instance, partition_key=day)
     assert result.success
-    sessions = materializations(result)["analytics/fct_sessions"]
-    assert [m.metadata["dbt_vars"].value for m in sessions] == [{"min_date": day, "max_date": day}]
+    mats = materializations(result)
+    window = {"min_date": day, "max_date": day}
+    assert [m.metadata["dbt_vars"].value for m in mats["analytics/fct_sessions"]] == [window]
+    # staging is refreshed for the same day (and dbt parses once for both calls)
+    staging = [k for k in mats if k.startswith("staging/")]
+    assert staging
+    assert all(mats[k][0].metadata["dbt_vars"].value == window for k in staging)
 
 
 def _message_id(value: bytes) -> str | None:
