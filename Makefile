@@ -49,9 +49,10 @@ bench: setup ## quick benchmarks: ingestion vs the kafka-python ceiling at 300k,
 	$(BIN)/python benchmarks/collector_throughput.py --seconds 20
 	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1
 
-bench-full: setup ## long benchmarks: ingestion at 3M events, dbt vs the hand-written floor at 3M with incremental cost
+bench-full: setup ## long benchmarks (~1.5 h): ingestion and memory at 3M, dbt at 1M and 10M with incremental cost, freshness through Dagster
 	$(BIN)/python -m benchmarks.ingest_throughput --events 3000000 --repeat 2
-	$(BIN)/python -m benchmarks.transforms --events 3000000 --repeat 2 --incremental-repeat 1
+	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1 --full --full-events 10000000 --full-repeat 1 --incremental-repeat 1
+	$(BIN)/python -m benchmarks.freshness
 
 docs: setup ## generate and serve dbt's documentation site for the models (http://127.0.0.1:8081)
 	$(BIN)/dbt docs generate --project-dir dbt_project --profiles-dir dbt_project --static

@@ -235,6 +235,13 @@ def minimise(accepted: pa.Table, settings: PrivacySettings) -> pa.Table:
             f"select * replace ({_rewrite(column, inner, i, rule.as_text)} as {column}, "
             f"{_rewrite('payload', rule.path, i, rule.as_text)} as payload) from prev"
         )
+        if column == "properties" and not rule.as_text:
+            # the sketch's legacy shape carries its properties as `details` in the payload
+            legacy = _rewrite("payload", ("details", *inner), i, False)
+            steps.append(
+                "select * replace (case when starts_with(message_id, 'legacy-') "
+                f"then {legacy} else payload end as payload) from prev"
+            )
     query = "with " + ", ".join(
         f"step_{n} as ({sql.replace(' from prev', f' from step_{n - 1}')})"
         for n, sql in enumerate(steps)

@@ -91,3 +91,18 @@ def test_non_string_ip_and_pseudonymised_traits(tmp_path) -> None:
     assert row["traits"] == {"email": settings.token("ann@example.com"), "plan": "pro"}
     assert row["payload"]["traits"]["email"] == settings.token("ann@example.com")
     assert "ann@example.com" not in json.dumps(row)
+
+
+def test_legacy_shape_details_are_minimised_in_the_payload(tmp_path) -> None:
+    settings = PrivacySettings.from_env(tmp_path / "w.duckdb", KEY_ENV)
+    legacy = (
+        '{"type":"newsletter_signup","timestamp":"2026-01-01T00:00:00Z",'
+        '"details":{"email":"bo@example.com"}}'
+    )
+    batch = messages_table([("t", 0, 0, 0, b"visitor-1", legacy.encode())])
+    accepted, _ = validate(batch)
+    [row] = minimise(accepted, settings).to_pylist()
+    token = settings.token("bo@example.com")
+    assert json.loads(row["properties"]) == {"email": token}
+    assert json.loads(row["payload"])["details"] == {"email": token}
+    assert "bo@example.com" not in row["payload"]
