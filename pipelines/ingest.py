@@ -95,8 +95,9 @@ def pipeline_for(warehouse: Path, pipeline_name: str = PIPELINE_NAME) -> dlt.Pip
 def _credentials(warehouse: Path) -> DuckDbCredentials:
     credentials = DuckDbCredentials(str(warehouse))
     # DuckDB keeps a buffer cache up to 80% of RAM by default: cap it so a load's memory does
-    # not grow with the warehouse (DUCKDB_MEMORY_LIMIT to change it)
-    credentials.global_config = {"memory_limit": os.environ.get("DUCKDB_MEMORY_LIMIT", "1GB")}
+    # not grow with the warehouse. 512MB keeps a 3M-event drain within 1.23x the peak of a
+    # 300k one (1GB: 1.39x) and holds a part of 250k rows (DUCKDB_MEMORY_LIMIT to change it)
+    credentials.global_config = {"memory_limit": os.environ.get("DUCKDB_MEMORY_LIMIT", "512MB")}
     return credentials
 
 
