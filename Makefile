@@ -44,10 +44,10 @@ dev: setup ## open the Dagster UI (dagster dev -w workspace.yaml) on http://127.
 	$(BIN)/python -m orchestration.instance
 	$(BIN)/dagster dev -w workspace.yaml
 
-bench: setup ## quick benchmarks: ingestion vs the kafka-python ceiling at 300k, collector, dbt at 1M
+bench: setup ## quick benchmarks (~10 min): ingestion vs the kafka-python ceiling at 300k, collector, dbt vs its floor at 1M
 	$(BIN)/python -m benchmarks.ingest_throughput --events 300000 --repeat 3
 	$(BIN)/python benchmarks/collector_throughput.py --seconds 20
-	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1
+	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1 --no-incremental
 
 bench-full: setup ## long benchmarks (~1.5 h): ingestion and memory at 3M, dbt at 1M and 10M with incremental cost, freshness through Dagster
 	$(BIN)/python -m benchmarks.ingest_throughput --events 3000000 --repeat 2
