@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipelines import broker as broker_mod
 from pipelines.config import KafkaSettings, duckdb_path
+from pipelines.kafka_source.settings import DEFAULT_MESSAGES_PER_LOAD
 
 app = typer.Typer(
     help="trackflow: event tracking from Kafka to DuckDB, dbt and Dagster.",
@@ -141,7 +142,7 @@ def ingest(
     messages_per_load: Annotated[
         int,
         typer.Option(help="load a long drain in parts of this many messages (bounds memory)"),
-    ] = 250_000,
+    ] = DEFAULT_MESSAGES_PER_LOAD,
     start_from: Annotated[
         str, typer.Option(help="where a new pipeline starts: earliest | latest | ISO time")
     ] = "earliest",

@@ -8,7 +8,6 @@ ISO dates); the models rebuild exactly the entities touched by that window.
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,25 +51,12 @@ translator = TrackflowDbtTranslator(
 )
 
 
-def partition_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
+def run_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     """min_date/max_date (inclusive) of the run's partition window; none when unpartitioned.
 
-    A one-day run (the marts schedule) has a partition key but no range tags: it gets the same
-    window, else dbt would rebuild the whole history every micro-batch.
-    """
-    if not (context.has_partition_key or context.has_partition_key_range):
-        return {}
-    window = context.partition_time_window
-    last_day = (window.end - timedelta(days=1)).date()
-    return {"min_date": window.start.date().isoformat(), "max_date": last_day.isoformat()}
-
-
-def run_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
-    """The run's partition window as dbt vars, for the unpartitioned staging assets.
-
-    Staging is incremental over the deliveries of the window's days, so in a partitioned run
-    (the marts schedule, a backfill) it refreshes just those days, with the same vars as the
-    marts (one dbt parse serves both calls); an unpartitioned run rebuilds it from raw.
+    Read from the run's tags, so a one-day run (the marts schedule: a partition key, no range
+    tags) gets its day too, and the unpartitioned staging assets get the same vars as the marts:
+    staging refreshes just those days and one dbt parse serves both calls.
     """
     tags = context.run.tags  # Dagster's run tags for a partition and a partition range
     start = tags.get("dagster/asset_partition_range_start") or tags.get("dagster/partition")
@@ -183,7 +169,7 @@ def dbt_marts(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
 ) -> Iterator[Any]:
     """The marts, one day partition per event day; a range runs as one dbt build."""
-    yield from run_dbt(context, dbt, warehouse, partition_vars(context))
+    yield from run_dbt(context, dbt, warehouse, run_window_vars(context))
 
 
 transformation_assets = [dbt_staging, dbt_marts]
