@@ -65,8 +65,15 @@ class WarehouseResource(dg.ConfigurableResource):
         (staging, marts), and a test spanning both (a singular test reading a staging model and a
         mart) must run with the build that makes all its parents, not with the first one.
         dagster-dbt still sets its own value when a run selects individual checks.
+        DBT_EXCLUDE_RESOURCE_TYPES=unit_test: dbt's unit tests check the SQL against fixtures,
+        not the data, so they run in `make test`, not in every scheduled run (dbt's advice for
+        production; they cost more than a one-day run's models).
         """
-        wanted = {"DUCKDB_PATH": str(self.path), "DBT_INDIRECT_SELECTION": "buildable"}
+        wanted = {
+            "DUCKDB_PATH": str(self.path),
+            "DBT_INDIRECT_SELECTION": "buildable",
+            "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
+        }
         before = {k: os.environ.get(k) for k in wanted}
         os.environ.update(wanted)
         try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from pipelines.generator import generate
@@ -85,3 +87,28 @@ def test_bots_are_kept_in_staging_and_dropped_from_marts(built: tuple[Path, dict
         "where e.is_bot",
     )
     assert leaked == 0
+
+
+def test_a_windowed_run_tests_the_rows_of_its_window(
+    built: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """With min_date/max_date a data test reads only that window (macros/tests/window.sql);
+    without them every row."""
+    db, _ = built
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(db, copy)
+    with duckdb.connect(str(copy)) as con:
+        # a duplicated session on the first day: the unique test must see it in that day only
+        con.execute(
+            "insert into analytics.fct_sessions select * from analytics.fct_sessions "
+            "where session_date = date '2024-03-01' limit 1"
+        )
+    unique = ("test", "--select", "unique_fct_sessions_session_id")
+    other_day = run_dbt(copy, *unique, vars={"min_date": "2024-03-02", "max_date": "2024-03-02"})
+    assert "PASS=1" in other_day.stdout
+    same_day = run_dbt(
+        copy, *unique, vars={"min_date": "2024-03-01", "max_date": "2024-03-01"}, check=False
+    )
+    assert same_day.returncode != 0 and "FAIL 1 unique_fct_sessions_session_id" in same_day.stdout
+    whole = run_dbt(copy, *unique, check=False)
+    assert whole.returncode != 0 and "FAIL 1 unique_fct_sessions_session_id" in whole.stdout
