@@ -51,7 +51,7 @@ bench: setup ## quick benchmarks (~10 min): ingestion vs the kafka-python ceilin
 
 bench-full: setup ## long benchmarks (~1.5 h): ingestion and memory at 3M, dbt at 1M and 10M with incremental cost, freshness through Dagster
 	$(BIN)/python -m benchmarks.ingest_throughput --events 3000000 --repeat 2
-	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1 --full --full-events 10000000 --full-repeat 1 --incremental-repeat 1
+	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1 --full --full-events 10000000 --full-repeat 1 --incremental-repeat 3
 	$(BIN)/python -m benchmarks.freshness
 
 docs: setup ## generate and serve dbt's documentation site for the models (http://127.0.0.1:8081)

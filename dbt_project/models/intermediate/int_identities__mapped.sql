@@ -21,27 +21,29 @@ pairings as (
     where anonymous_id is not null and user_id is not null
 ),
 
-ranked as (
+-- one aggregate per anonymous_id, not a window: the first pairing and the distinct user ids
+-- without sorting every pairing (1.85 s vs 0.83 s at 10M events)
+first_pairings as (
     select
-        *,
-        row_number() over (
-            partition by anonymous_id order by event_at, message_id
-        ) as pairing_rank,
-        count(distinct user_id) over (partition by anonymous_id) as user_id_count
+        anonymous_id,
+        arg_min(
+            struct_pack(user_id, event_at, message_id, event_type), (event_at, message_id)
+        ) as first_pairing,
+        count(distinct user_id) as user_id_count
     from pairings
+    group by anonymous_id
 ),
 
 final as (
     select
-        anonymous_id,
-        user_id,
-        event_at as stitched_at,
-        event_at::date as stitched_date,
-        message_id as stitched_by_message_id,
-        event_type = 'identify' as is_stitched_by_identify,
-        user_id_count > 1 as has_conflicting_user_ids
-    from ranked
-    where pairing_rank = 1
+        first_pairings.anonymous_id,
+        first_pairings.first_pairing.user_id,
+        first_pairings.first_pairing.event_at as stitched_at,
+        first_pairings.first_pairing.event_at::date as stitched_date,
+        first_pairings.first_pairing.message_id as stitched_by_message_id,
+        first_pairings.first_pairing.event_type = 'identify' as is_stitched_by_identify,
+        first_pairings.user_id_count > 1 as has_conflicting_user_ids
+    from first_pairings
 )
 
 select * from final

@@ -15,7 +15,9 @@
 
 with recursive
 
-events as (
+-- not materialized: a partition run reads it four times, and DuckDB would otherwise copy every
+-- wide event row (4.7 s at 10M events) instead of scanning the table with each filter
+events as not materialized (
     select * from {{ ref('int_events__stitched') }}
     where is_session_event
 ),
@@ -113,14 +115,13 @@ scoped_events as (
     select events.*
     from events
     {%- if is_partition_run %}
-    where
-        exists (
-            select 1 from recompute_spans
-            where
-                events.user_key = recompute_spans.user_key
-                and events.event_at >= recompute_spans.recompute_from_at
-                and events.event_at <= recompute_spans.recompute_to_at
-        )
+    -- a join, not `exists`: recompute_spans has one row per user_key, and DuckDB plans the
+    -- correlated `exists` as a distinct over every event (2.3 s at 10M events)
+    inner join recompute_spans
+        on
+            events.user_key = recompute_spans.user_key
+            and events.event_at >= recompute_spans.recompute_from_at
+            and events.event_at <= recompute_spans.recompute_to_at
     {%- endif %}
 ),
 
