@@ -367,13 +367,13 @@ def snapshot_code(dest: Path, working_tree: bool) -> dict[str, Any]:
 
 INGEST = """
 import json, sys, time
-from pathlib import Path
 from pipelines.config import KafkaSettings
 from pipelines.ingest import ingest
+from pipelines.warehouse import DuckDBFile
 settings = KafkaSettings(bootstrap_servers=sys.argv[1], topics=(sys.argv[2],),
                          consumer_group=sys.argv[3])
 start = time.perf_counter()
-result = ingest(settings, Path(sys.argv[4]))
+result = ingest(settings, DuckDBFile(sys.argv[4]))
 print(json.dumps({"seconds": time.perf_counter() - start, "loaded": result.loaded}))
 """
 

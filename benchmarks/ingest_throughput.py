@@ -28,6 +28,7 @@ from pipelines.config import KafkaSettings
 from pipelines.generator import generate
 from pipelines.ingest import ingest
 from pipelines.producer import produce
+from pipelines.warehouse import DuckDBFile
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -94,7 +95,7 @@ def dict_rows_through_dlt(bootstrap: str, topic: str, limit: int, workdir: Path)
 def ingest_once(bootstrap: str, topic: str, warehouse: Path) -> tuple[float, int]:
     settings = KafkaSettings(bootstrap_servers=bootstrap, topics=(topic,), consumer_group="bench")
     start = time.perf_counter()
-    result = ingest(settings, warehouse)
+    result = ingest(settings, DuckDBFile(warehouse))
     return result.messages / (time.perf_counter() - start), result.messages
 
 
@@ -121,10 +122,11 @@ def peak_rss_of_ingest(bootstrap: str, topic: str, warehouse: Path, max_messages
     this process's peak (it holds the generated traffic) instead of its own.
     """
     code = (
-        "import sys; from pathlib import Path; from pipelines.config import KafkaSettings;"
-        "from pipelines.ingest import ingest;"
+        "import sys; from pipelines.config import IngestSettings, KafkaSettings;"
+        "from pipelines.ingest import ingest; from pipelines.warehouse import DuckDBFile;"
         "r = ingest(KafkaSettings(bootstrap_servers=sys.argv[1], topics=(sys.argv[2],),"
-        " consumer_group='bench-rss'), Path(sys.argv[3]), max_messages=int(sys.argv[4]));"
+        " consumer_group='bench-rss'), DuckDBFile(sys.argv[3]),"
+        " limits=IngestSettings(max_messages=int(sys.argv[4])));"
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0];"
         "print(r.messages, hwm.split()[1])"
     )

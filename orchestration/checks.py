@@ -7,16 +7,20 @@ numbers, and a gap must be reported even though it fails the run.
 """
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 import yaml  # type: ignore[import-untyped]
 
 from orchestration.assets.keys import AGG_FUNNEL_DAILY, FCT_SESSIONS, RAW_EVENTS, RAW_REJECTED
-from orchestration.project import dbt_project
-from orchestration.resources import QualityThresholds, WarehouseResource
+from orchestration.resources import ThresholdsResource, WarehouseResource
+from pipelines.dbt import DBT_PROJECT_DIR
+from pipelines.names import ANALYTICS, FUNNEL_DAILY_MART, RAW_DLT_LOADS, SESSIONS_MART
+from pipelines.names import RAW_EVENTS as RAW_EVENTS_TABLE
+from pipelines.names import RAW_REJECTED as RAW_REJECTED_TABLE
+
+SESSIONS_TABLE = f"{ANALYTICS}.{SESSIONS_MART}"
+FUNNEL_DAILY_TABLE = f"{ANALYTICS}.{FUNNEL_DAILY_MART}"
 
 
 def _result(
@@ -38,13 +42,15 @@ def _result(
     )
 
 
-def _rows(warehouse: Path, sql: str, params: list[Any] | None = None) -> list[tuple]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
+def _rows(
+    warehouse: WarehouseResource, sql: str, params: list[Any] | None = None
+) -> list[tuple[Any, ...]]:
+    with warehouse.open().connect(read_only=True) as client:
+        return client.rows(sql, params or [])
 
 
-def _latest_load(warehouse: Path) -> str | None:
-    rows = _rows(warehouse, "select max(load_id) from raw._dlt_loads where status = 0")
+def _latest_load(warehouse: WarehouseResource) -> str | None:
+    rows = _rows(warehouse, f"select max(load_id) from {RAW_DLT_LOADS} where status = 0")
     return rows[0][0] if rows else None
 
 
@@ -53,12 +59,12 @@ def _latest_load(warehouse: Path) -> str | None:
     description="The newest accepted event was received at most max_raw_age_hours ago.",
 )
 def raw_freshness(
-    warehouse: WarehouseResource, thresholds: QualityThresholds
+    warehouse: WarehouseResource, thresholds: ThresholdsResource
 ) -> dg.AssetCheckResult:
-    newest = _rows(warehouse.path, "select max(received_at) from raw.tracking_events")[0][0]
+    newest = _rows(warehouse, f"select max(received_at) from {RAW_EVENTS_TABLE}")[0][0]
     limit = thresholds.max_raw_age_hours
     if newest is None:
-        return _result(False, None, limit, "raw.tracking_events is empty: nothing was ever loaded")
+        return _result(False, None, limit, f"{RAW_EVENTS_TABLE} is empty: nothing was ever loaded")
     age_h = (datetime.now(UTC) - newest.astimezone(UTC)).total_seconds() / 3600
     return _result(
         age_h <= limit,
@@ -74,17 +80,17 @@ def raw_freshness(
     asset=RAW_REJECTED,
     description="Rejected messages / all messages of the latest load stay under the threshold.",
 )
-def rejected_rate(
-    warehouse: WarehouseResource, thresholds: QualityThresholds
+def latest_load_rejected_rate(
+    warehouse: WarehouseResource, thresholds: ThresholdsResource
 ) -> dg.AssetCheckResult:
-    load = _latest_load(warehouse.path)
+    load = _latest_load(warehouse)
     limit = thresholds.max_rejected_rate
     accepted = _rows(
-        warehouse.path, "select count(*) from raw.tracking_events where _dlt_load_id = ?", [load]
+        warehouse, f"select count(*) from {RAW_EVENTS_TABLE} where _dlt_load_id = ?", [load]
     )[0][0]
     by_code = _rows(
-        warehouse.path,
-        "select error_code, count(*) from raw.tracking_events_rejected where _dlt_load_id = ? "
+        warehouse,
+        f"select error_code, count(*) from {RAW_REJECTED_TABLE} where _dlt_load_id = ? "
         "group by 1 order by 2 desc",
         [load],
     )
@@ -97,7 +103,7 @@ def rejected_rate(
         round(rate, 4),
         limit,
         f"{rejected} of {total} messages in load {load} rejected ({rate:.1%} > {limit:.1%}); "
-        f"top codes: {codes}; payloads in raw.tracking_events_rejected",
+        f"top codes: {codes}; payloads in {RAW_REJECTED_TABLE}",
         load_id=load or "",
         rejected=rejected,
         messages=total,
@@ -113,18 +119,18 @@ def rejected_rate(
     ),
 )
 def duplicate_rate(
-    warehouse: WarehouseResource, thresholds: QualityThresholds
+    warehouse: WarehouseResource, thresholds: ThresholdsResource
 ) -> dg.AssetCheckResult:
-    load = _latest_load(warehouse.path)
+    load = _latest_load(warehouse)
     limit = thresholds.max_duplicate_rate
     rows, fresh = _rows(
-        warehouse.path,
-        """
+        warehouse,
+        f"""
         with this_load as (
-            select message_id from raw.tracking_events where _dlt_load_id = $1
+            select message_id from {RAW_EVENTS_TABLE} where _dlt_load_id = $1
         ),
         earlier as (
-            select distinct message_id from raw.tracking_events where _dlt_load_id < $1
+            select distinct message_id from {RAW_EVENTS_TABLE} where _dlt_load_id < $1
         )
         select
             (select count(*) from this_load),
@@ -157,7 +163,7 @@ def duplicate_rate(
 def session_sanity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     max_hours = int(_session_max_hours())
     row = _rows(
-        warehouse.path,
+        warehouse,
         f"""
         select
             count(*),
@@ -167,7 +173,7 @@ def session_sanity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             count(*) filter (where started_at > now()::timestamp + interval 1 day),
             coalesce(median(duration_seconds), 0),
             coalesce(avg(event_count), 0)
-        from analytics.fct_sessions
+        from {SESSIONS_TABLE}
         """,
     )[0]
     sessions, empty, negative, too_long, future, median_s, avg_events = row
@@ -194,7 +200,7 @@ def session_sanity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 
 
 def _session_max_hours() -> float:
-    config = yaml.safe_load((dbt_project.project_dir / "dbt_project.yml").read_text())
+    config = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
     return float(config.get("vars", {}).get("sessions__max_length_hours", 24))
 
 
@@ -207,8 +213,8 @@ def _session_max_hours() -> float:
 )
 def funnel_monotonicity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     rows = _rows(
-        warehouse.path,
-        """
+        warehouse,
+        f"""
         with steps as (
             select
                 funnel_name, attempt_date, platform, channel, step_number, attempts_reached,
@@ -216,7 +222,7 @@ def funnel_monotonicity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
                     partition by funnel_name, attempt_date, platform, channel
                     order by step_number
                 ) as previous_reached
-            from analytics.agg_funnel_daily
+            from {FUNNEL_DAILY_TABLE}
         )
         select funnel_name, attempt_date, platform, channel, step_number, attempts_reached,
                previous_reached
@@ -238,5 +244,11 @@ def funnel_monotonicity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 
 def build_checks(asset_keys: set[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
     """The checks whose asset exists (the funnel models may not be there yet)."""
-    checks = [raw_freshness, rejected_rate, duplicate_rate, session_sanity, funnel_monotonicity]
+    checks = [
+        raw_freshness,
+        latest_load_rejected_rate,
+        duplicate_rate,
+        session_sanity,
+        funnel_monotonicity,
+    ]
     return [c for c in checks if all(k.asset_key in asset_keys for k in c.check_keys)]

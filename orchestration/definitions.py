@@ -1,27 +1,48 @@
-"""The trackflow code location: assembles assets, checks, jobs, schedules, sensors, resources."""
+"""The trackflow code location: assembles assets, checks, jobs, schedules, sensors, resources.
+
+The one place that reads the settings and parses the dbt project (when its manifest is stale);
+every other module only defines what is assembled here.
+"""
+
+from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.assets.ingestion import ingestion_assets
+from orchestration.assets.ingestion import build_ingestion_assets
 from orchestration.assets.reporting import reporting_assets
-from orchestration.assets.transformation import transformation_assets
+from orchestration.assets.transformation import build_dbt_assets
 from orchestration.checks import build_checks
-from orchestration.jobs import everything_job, ingest_job, marts_job
-from orchestration.operations import forget_job, replay_job
+from orchestration.jobs import build_jobs
+from orchestration.operations import forget_job, replay_job, suppressions
+from orchestration.partitions import daily_partitions
+from orchestration.project import dbt_project, prepare_if_stale
 from orchestration.resources import build_resources
-from orchestration.schedules import ingest_schedule, marts_schedule
-from orchestration.sensors import late_data_sensor
+from orchestration.schedules import build_schedules
+from orchestration.sensors import build_late_data_sensor
+from pipelines.config import Settings
+from pipelines.warehouse import open_warehouse
 
-assets = [*ingestion_assets, *transformation_assets, *reporting_assets]
 
-defs = dg.Definitions(
-    assets=assets,
-    asset_checks=build_checks({key for a in assets for key in a.keys}),
-    jobs=[ingest_job, marts_job, everything_job, forget_job, replay_job],
-    schedules=[ingest_schedule, marts_schedule],
-    sensors=[late_data_sensor],
-    resources=build_resources(),
-    # steps of a run go one after another in one process: DuckDB takes one writer at a time,
-    # and a check reading the file while dbt writes it would hit the lock
-    executor=dg.in_process_executor,
-)
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings()
+    project = dbt_project()
+    prepare_if_stale(project, open_warehouse(settings.warehouse))
+    partitions = daily_partitions(settings.orchestration.partitions_start)
+    dbt_staging, dbt_marts = build_dbt_assets(project, partitions)
+    assets = [*build_ingestion_assets(), dbt_staging, dbt_marts, *reporting_assets]
+    external = [suppressions]
+    jobs = build_jobs(list(dbt_staging.check_keys), partitions)
+    return dg.Definitions(
+        assets=[*assets, *external],
+        asset_checks=build_checks({key for a in assets for key in a.keys}),
+        jobs=[*jobs.all(), forget_job, replay_job],
+        schedules=build_schedules(jobs, settings.orchestration),
+        sensors=[build_late_data_sensor(jobs.marts, partitions)],
+        resources=build_resources(settings),
+        # steps of a run go one after another in one process: DuckDB takes one writer at a
+        # time, and a check reading the file while dbt writes it would hit the lock
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

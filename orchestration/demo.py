@@ -16,17 +16,13 @@ import time
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
-import duckdb
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
+from orchestration.assets.keys import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from orchestration.instance import ensure_local_instance
-from orchestration.partitions import daily_partitions
+from pipelines.names import ANALYTICS, FUNNEL_DAILY_MART, SESSIONS_MART, STG_EVENTS
+from pipelines.warehouse import Warehouse
 
 
 @dataclass
@@ -57,11 +53,14 @@ class Summary:
         return out
 
 
-def partition_range_tags(first: date, last: date) -> dict[str, str]:
-    keys = daily_partitions.get_partition_keys()
+def partition_range_tags(job: dg.JobDefinition, first: date, last: date) -> dict[str, str]:
+    """Run tags for the job's day partitions from `first` to `last`, clipped to those that exist."""
+    partitions = job.partitions_def
+    assert partitions is not None, f"{job.name} is not partitioned"
+    keys = partitions.get_partition_keys()
     low = max(first.isoformat(), keys[0])
     high = min(last.isoformat(), keys[-1])
-    return {ASSET_PARTITION_RANGE_START_TAG: low, ASSET_PARTITION_RANGE_END_TAG: high}
+    return {PARTITION_RANGE_START_TAG: low, PARTITION_RANGE_END_TAG: high}
 
 
 def materialize_everything(
@@ -81,37 +80,33 @@ def materialize_everything(
     job = defs.resolve_job_def("everything_job")
     return job.execute_in_process(
         instance=instance or dg.DagsterInstance.get(),
-        tags={**partition_range_tags(first, last), "trackflow/trigger": "demo"},
+        tags={**partition_range_tags(job, first, last), "trackflow/trigger": "demo"},
         raise_on_error=raise_on_error,
         # the console only; the run's full log (dbt's included) is in the UI
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
 
 
-def summarize(result: dg.ExecuteInProcessResult, warehouse: Path, seconds: float) -> Summary:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        events = con.execute("select count(*) from staging.stg_raw__tracking_events").fetchone()
-        sessions = con.execute("select count(*) from analytics.fct_sessions").fetchone()
+def summarize(result: dg.ExecuteInProcessResult, warehouse: Warehouse, seconds: float) -> Summary:
+    with warehouse.connect(read_only=True) as sql:
+        events = sql.scalar(f"select count(*) from {STG_EVENTS}")
+        sessions = sql.scalar(f"select count(*) from {ANALYTICS}.{SESSIONS_MART}")
         funnels: list[tuple[str, int, int]] = []
-        has_funnels = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'analytics' "
-            "and table_name = 'agg_funnel_daily'"
-        ).fetchone()
-        if has_funnels and has_funnels[0]:
+        if sql.has_table(f"{ANALYTICS}.{FUNNEL_DAILY_MART}"):
             funnels = [
                 (str(name), int(entered), int(done))
-                for name, entered, done in con.execute(
-                    """
+                for name, entered, done in sql.rows(
+                    f"""
                     with last_step as (
                         select funnel_name, max(step_number) as step_number
-                        from analytics.agg_funnel_daily group by 1
+                        from {ANALYTICS}.{FUNNEL_DAILY_MART} group by 1
                     )
                     select a.funnel_name, sum(a.attempts_entered), sum(a.attempts_reached)
-                    from analytics.agg_funnel_daily as a
+                    from {ANALYTICS}.{FUNNEL_DAILY_MART} as a
                     inner join last_step using (funnel_name, step_number)
                     group by 1 having sum(a.attempts_entered) > 0
                     """
-                ).fetchall()
+                )
             ]
             funnels.sort(key=lambda f: f[2] / f[1], reverse=True)
     evaluations = result.get_asset_check_evaluations()
@@ -121,8 +116,8 @@ def summarize(result: dg.ExecuteInProcessResult, warehouse: Path, seconds: float
     return Summary(
         run_id=result.run_id,
         seconds=seconds,
-        events=int(events[0]) if events else 0,
-        sessions=int(sessions[0]) if sessions else 0,
+        events=int(events or 0),
+        sessions=int(sessions or 0),
         funnels=funnels,
         checks_passed=len(evaluations) - len(failed),
         checks_failed=failed,
@@ -133,11 +128,12 @@ def run_demo(events: int = 20_000, users: int = 800, days: int = 3, seed: int = 
     """Start the embedded broker, produce `days` days of traffic ending now, materialize all."""
     # pipelines never imports dagster; these imports are the other direction
     from pipelines import broker
-    from pipelines.config import KafkaSettings, duckdb_path
+    from pipelines.config import KafkaSettings, OrchestrationSettings
     from pipelines.generator import generate
     from pipelines.producer import produce
+    from pipelines.warehouse import open_warehouse
 
-    home = ensure_local_instance()
+    home = ensure_local_instance(OrchestrationSettings.from_env().dagster_home.resolve())
     os.environ["DAGSTER_HOME"] = str(home)
     settings = KafkaSettings.from_env()
     port = int(settings.bootstrap_servers.rsplit(":", 1)[1])
@@ -169,7 +165,7 @@ def run_demo(events: int = 20_000, users: int = 800, days: int = 3, seed: int = 
             raise_on_error=False,
             log_level="WARNING",
         )
-    summary = summarize(result, duckdb_path().resolve(), time.monotonic() - began)
+    summary = summarize(result, open_warehouse(), time.monotonic() - began)
     for line in summary.lines():
         print(line)
     if not result.success:
@@ -180,10 +176,10 @@ def run_demo(events: int = 20_000, users: int = 800, days: int = 3, seed: int = 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=int(os.environ.get("EVENTS", 20_000)))
+    parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=800)
     parser.add_argument("--days", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED", 42)))
+    parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     run_demo(events=args.events, users=args.users, days=args.days, seed=args.seed)
     return 0

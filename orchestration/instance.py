@@ -9,9 +9,10 @@ queue); the ingestion pool (one dlt-state writer) is limited to 1 as it is in pr
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
+
+from pipelines.config import OrchestrationSettings
 
 LOCAL_DAGSTER_YAML = """\
 # trackflow local instance: SQLite storage under DAGSTER_HOME (written by orchestration/instance.py)
@@ -33,13 +34,9 @@ telemetry:
 """
 
 
-def dagster_home() -> Path:
-    return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
-
-
 def ensure_local_instance(home: Path | None = None) -> Path:
     """Create DAGSTER_HOME and its dagster.yaml unless one exists; returns the home."""
-    home = home or dagster_home()
+    home = (home or OrchestrationSettings.from_env().dagster_home).resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():

@@ -1,43 +1,61 @@
 """Jobs: the micro-batch ingestion, the marts (per day partition or range), and everything."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 import dagster as dg
 
 from orchestration.assets.keys import INGESTION_GROUP, MARTS_GROUP, RAW_EVENTS, STAGING_GROUP
-from orchestration.assets.transformation import dbt_staging
-from orchestration.partitions import daily_partitions
 
 # run tag the production instance limits to one run at a time (deploy/dagster.yaml); the op's
 # pool (trackflow_ingestion) enforces the same for ad hoc runs launched from the asset graph
 INGESTION_TAGS = {"trackflow/role": "ingestion"}
 
-# dbt's tests on the raw source are checks on the raw asset, but running them means starting
-# dbt (tens of seconds, most of a micro-batch); they run with the staging build instead
-# (everything_job, `dbt build`), and the validator already enforces what they test
-_DBT_SOURCE_CHECKS = [k for k in dbt_staging.check_keys if k.asset_key == RAW_EVENTS]
 
-ingest_job = dg.define_asset_job(
-    "ingest_job",
-    selection=dg.AssetSelection.groups(INGESTION_GROUP)
-    - dg.AssetSelection.checks(*_DBT_SOURCE_CHECKS),
-    description="One bounded drain of the Kafka topic into raw (dlt), with its checks.",
-    tags=INGESTION_TAGS,
-)
+@dataclass(frozen=True)
+class Jobs:
+    ingest: dg.UnresolvedAssetJobDefinition
+    marts: dg.UnresolvedAssetJobDefinition
+    everything: dg.UnresolvedAssetJobDefinition
 
-marts_job = dg.define_asset_job(
-    "marts_job",
-    selection=dg.AssetSelection.groups(STAGING_GROUP, MARTS_GROUP),
-    partitions_def=daily_partitions,
-    description=(
-        "Staging and the marts for one day partition, or for a range in a single dbt "
-        "build with --vars min_date/max_date."
-    ),
-    tags={"trackflow/role": "transformation"},
-)
+    def all(self) -> list[dg.UnresolvedAssetJobDefinition]:
+        return [self.ingest, self.marts, self.everything]
 
-everything_job = dg.define_asset_job(
-    "everything_job",
-    selection=dg.AssetSelection.all(),
-    partitions_def=daily_partitions,
-    description="Ingestion, staging and the marts of a partition range, in one run (make demo).",
-    tags={**INGESTION_TAGS},
-)
+
+def build_jobs(
+    dbt_source_checks: list[dg.AssetCheckKey], partitions: dg.PartitionsDefinition
+) -> Jobs:
+    """`dbt_source_checks`: dbt's tests on the raw source. They are checks on the raw asset,
+    but running them means starting dbt (tens of seconds, most of a micro-batch); they run with
+    the staging build instead (everything_job, `dbt build`), and the validator already enforces
+    what they test."""
+    raw_source_checks = [k for k in dbt_source_checks if k.asset_key == RAW_EVENTS]
+    return Jobs(
+        ingest=dg.define_asset_job(
+            "ingest_job",
+            selection=dg.AssetSelection.groups(INGESTION_GROUP)
+            - dg.AssetSelection.checks(*raw_source_checks),
+            description="One bounded drain of the Kafka topic into raw (dlt), with its checks.",
+            tags=INGESTION_TAGS,
+        ),
+        marts=dg.define_asset_job(
+            "marts_job",
+            selection=dg.AssetSelection.groups(STAGING_GROUP, MARTS_GROUP),
+            partitions_def=partitions,
+            description=(
+                "Staging and the marts for one day partition, or for a range in a single dbt "
+                "build with --vars min_date/max_date."
+            ),
+            tags={"trackflow/role": "transformation"},
+        ),
+        everything=dg.define_asset_job(
+            "everything_job",
+            selection=dg.AssetSelection.all(),
+            partitions_def=partitions,
+            description=(
+                "Ingestion, staging and the marts of a partition range, in one run (make demo)."
+            ),
+            tags={**INGESTION_TAGS},
+        ),
+    )

@@ -2,10 +2,24 @@
 
 import dagster as dg
 
+from orchestration.assets.keys import INGESTION_GROUP, RAW_SUPPRESSIONS
 from orchestration.jobs import INGESTION_TAGS
 from orchestration.resources import WarehouseResource
-from pipelines.privacy import PrivacyError, forget
+from pipelines.erasure import forget
+from pipelines.privacy import PrivacyError
 from pipelines.replay import replay_rejected
+from pipelines.warehouse import WarehouseError
+
+# the suppression list staging reads: written by the forget job, not materialized by an asset
+suppressions = dg.AssetSpec(
+    RAW_SUPPRESSIONS,
+    group_name=INGESTION_GROUP,
+    description=(
+        "One row per erased id (keyed token for ingestion, sha256 for staging); written by "
+        "`trackflow forget` and the forget_job, so nothing of the person comes back."
+    ),
+    kinds={"duckdb"},
+)
 
 
 class ForgetConfig(dg.Config):
@@ -28,12 +42,12 @@ def forget_person(
 ) -> dg.Output[int]:
     try:
         result = forget(
-            warehouse.path,
+            warehouse.open(),
             user_id=config.user_id,
             anonymous_id=config.anonymous_id,
             requested_via="dagster",
         )
-    except PrivacyError as exc:
+    except (PrivacyError, WarehouseError) as exc:
         raise dg.Failure(description=str(exc)) from None
     context.log.info(f"erasure {result.request_id}: {result.identities} identities")
     # only counts: the run's metadata must not hold the person's ids
@@ -51,7 +65,12 @@ def forget_person(
 def replay_dead_letters(
     context: dg.OpExecutionContext, config: ReplayConfig, warehouse: WarehouseResource
 ) -> dg.Output[int]:
-    result = replay_rejected(warehouse.path, config.error_codes or None, dry_run=config.dry_run)
+    try:
+        result = replay_rejected(
+            warehouse.open(), config.error_codes or None, dry_run=config.dry_run
+        )
+    except (PrivacyError, WarehouseError) as exc:
+        raise dg.Failure(description=str(exc)) from None
     context.log.info(
         f"examined {result.examined}: loaded {result.loaded}, still rejected "
         f"{result.still_rejected}"

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-# the first day a backfill can reach; override for older history
-PARTITIONS_START = os.environ.get("TRACKFLOW_PARTITIONS_START", "2024-01-01")
 
-# end_offset=1: today's (still filling) partition exists, so micro-batches can refresh it
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=PARTITIONS_START, timezone="UTC", end_offset=1
-)
+def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
+    """Days from `start_date` (TRACKFLOW_PARTITIONS_START: the first day a backfill can reach).
+
+    end_offset=1: today's (still filling) partition exists, so micro-batches can refresh it.
+    """
+    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1)

@@ -4,16 +4,15 @@ Both crons are configurable (TRACKFLOW_INGEST_CRON, TRACKFLOW_MARTS_CRON) and st
 switch them on in the UI (Automation) or with `dagster schedule start ingest_schedule`.
 """
 
-import os
+from __future__ import annotations
+
 from datetime import UTC
 
 import dagster as dg
 from dagster import DagsterRunStatus, RunsFilter
 
-from orchestration.jobs import ingest_job, marts_job
-
-INGEST_CRON = os.environ.get("TRACKFLOW_INGEST_CRON", "*/5 * * * *")
-MARTS_CRON = os.environ.get("TRACKFLOW_MARTS_CRON", "2-59/5 * * * *")
+from orchestration.jobs import Jobs
+from pipelines.config import OrchestrationSettings
 
 _UNFINISHED = [
     DagsterRunStatus.QUEUED,
@@ -30,31 +29,36 @@ def _unfinished_runs(context: dg.ScheduleEvaluationContext, job_name: str) -> in
     return len(runs)
 
 
-@dg.schedule(
-    job=ingest_job,
-    cron_schedule=INGEST_CRON,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
-def ingest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    """A micro-batch; skipped while the previous one is still queued or running (the pool and
-    the run queue would hold it anyway: skipping keeps the queue from piling up)."""
-    if _unfinished_runs(context, ingest_job.name):
-        return dg.SkipReason("the previous ingestion run has not finished")
-    tick = context.scheduled_execution_time
-    return dg.RunRequest(run_key=f"ingest-{tick:%Y%m%dT%H%M}" if tick else None)
+def build_schedules(jobs: Jobs, settings: OrchestrationSettings) -> list[dg.ScheduleDefinition]:
+    """The ingestion and marts schedules on the configured crons (stopped until switched on)."""
+    ingest_job, marts_job = jobs.ingest, jobs.marts
 
+    @dg.schedule(
+        job=ingest_job,
+        cron_schedule=settings.ingest_cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
+    def ingest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        """A micro-batch; skipped while the previous one is still queued or running (the pool and
+        the run queue would hold it anyway: skipping keeps the queue from piling up)."""
+        if _unfinished_runs(context, ingest_job.name):
+            return dg.SkipReason("the previous ingestion run has not finished")
+        tick = context.scheduled_execution_time
+        return dg.RunRequest(run_key=f"ingest-{tick:%Y%m%dT%H%M}" if tick else None)
 
-@dg.schedule(
-    job=marts_job,
-    cron_schedule=MARTS_CRON,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
-def marts_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    """Today's marts partition after each micro-batch (earlier days: the late-data sensor)."""
-    if _unfinished_runs(context, marts_job.name):
-        return dg.SkipReason("the previous marts run has not finished")
-    tick = context.scheduled_execution_time
-    today = tick.astimezone(UTC).date().isoformat()
-    return dg.RunRequest(run_key=f"marts-{tick:%Y%m%dT%H%M}", partition_key=today)
+    @dg.schedule(
+        job=marts_job,
+        cron_schedule=settings.marts_cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
+    def marts_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        """Today's marts partition after each micro-batch (earlier days: the late-data sensor)."""
+        if _unfinished_runs(context, marts_job.name):
+            return dg.SkipReason("the previous marts run has not finished")
+        tick = context.scheduled_execution_time
+        today = tick.astimezone(UTC).date().isoformat()
+        return dg.RunRequest(run_key=f"marts-{tick:%Y%m%dT%H%M}", partition_key=today)
+
+    return [ingest_schedule, marts_schedule]

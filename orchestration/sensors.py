@@ -6,18 +6,18 @@ hours or days later); the sensor requests the marts for exactly those partitions
 contiguous range (one dbt build with min_date/max_date each).
 """
 
+from __future__ import annotations
+
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from dagster import AssetRecordsFilter
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from orchestration.assets.keys import RAW_EVENTS
-from orchestration.jobs import marts_job
-from orchestration.partitions import daily_partitions
+from orchestration.assets.keys import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    RAW_EVENTS,
+)
 
 
 def contiguous_ranges(days: list[date]) -> list[tuple[date, date]]:
@@ -30,20 +30,33 @@ def contiguous_ranges(days: list[date]) -> list[tuple[date, date]]:
     return ranges
 
 
-def late_days(event_days: list[str], loaded_on: date) -> list[date]:
+def late_days(
+    event_days: list[str], loaded_on: date, partitions: dg.PartitionsDefinition
+) -> list[date]:
     days = [date.fromisoformat(d) for d in event_days]
-    return sorted(
-        d for d in days if d < loaded_on and daily_partitions.has_partition_key(d.isoformat())
+    return sorted(d for d in days if d < loaded_on and partitions.has_partition_key(d.isoformat()))
+
+
+def build_late_data_sensor(
+    marts_job: dg.UnresolvedAssetJobDefinition, partitions: dg.PartitionsDefinition
+) -> dg.SensorDefinition:
+    """The sensor that re-builds the earlier days an ingestion run loaded events for."""
+
+    @dg.sensor(
+        job=marts_job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
     )
+    def late_data_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        """Re-materialize the marts for the earlier days an ingestion run touched."""
+        return _late_data_requests(context, partitions)
+
+    return late_data_sensor
 
 
-@dg.sensor(
-    job=marts_job,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def late_data_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    """Re-materialize the marts for the earlier days an ingestion run touched."""
+def _late_data_requests(
+    context: dg.SensorEvaluationContext, partitions: dg.PartitionsDefinition
+) -> dg.SensorResult | dg.SkipReason:
     if context.cursor is None:
         # first evaluation ever: start from now, history was built by whoever loaded it
         latest = context.instance.fetch_materializations(RAW_EVENTS, limit=1).records
@@ -64,13 +77,13 @@ def late_data_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | d
         entry = materialization.metadata.get("event_days") if materialization else None
         days = [str(d) for d in entry.value] if entry is not None else []  # type: ignore[union-attr]
         loaded_on = datetime.fromtimestamp(event.timestamp, UTC).date()
-        for first, last in contiguous_ranges(late_days(days, loaded_on)):
+        for first, last in contiguous_ranges(late_days(days, loaded_on, partitions)):
             requests.append(
                 dg.RunRequest(
                     run_key=f"late-{record.storage_id}-{first}-{last}",
                     tags={
-                        ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-                        ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+                        PARTITION_RANGE_START_TAG: first.isoformat(),
+                        PARTITION_RANGE_END_TAG: last.isoformat(),
                         "trackflow/trigger": "late_data",
                         "trackflow/ingestion_run": event.run_id,
                     },

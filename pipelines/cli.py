@@ -7,15 +7,15 @@ import os
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipelines import broker as broker_mod
-from pipelines.config import KafkaSettings, duckdb_path
-from pipelines.kafka_source.settings import DEFAULT_MESSAGES_PER_LOAD
+from pipelines.config import IngestSettings, KafkaSettings, SettingsError, load_dotenv
+from pipelines.warehouse import Warehouse, WarehouseError, open_warehouse
 
 app = typer.Typer(
     help="trackflow: event tracking from Kafka to DuckDB, dbt and Dagster.",
@@ -32,10 +32,34 @@ console = Console(stderr=True)
 out = Console(soft_wrap=True)
 
 
+@app.callback()
+def _read_dotenv() -> None:
+    # as the Dagster CLI does: `.env` of the working directory, variables already set win
+    load_dotenv()
+
+
 def fail(reason: str) -> typer.Exit:
     """Print a one-line reason and return the exit to raise."""
     console.print(f"[red]error:[/red] {reason}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
+
+
+def _warehouse() -> Warehouse:
+    try:
+        return open_warehouse()
+    except (SettingsError, WarehouseError) as exc:
+        raise fail(str(exc)) from None
+
+
+def _kafka() -> KafkaSettings:
+    try:
+        return KafkaSettings.from_env()
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+
+
+def _default(field: str) -> Any:
+    return IngestSettings.model_fields[field].default
 
 
 StateDir = Annotated[Path, typer.Option(help="where pid and log are kept")]
@@ -106,7 +130,7 @@ def produce(
         first_day = date.fromisoformat(start) if start else None
     except ValueError:
         raise fail(f"--start {start!r} is not a date (YYYY-MM-DD)") from None
-    settings = KafkaSettings.from_env()
+    settings = _kafka()
     try:
         with console.status("generating traffic..."):
             traffic = generate(
@@ -136,13 +160,38 @@ def produce(
 
 @app.command()
 def ingest(
-    max_messages: Annotated[int, typer.Option(help="stop after this many messages")] = 5_000_000,
-    batch_size: Annotated[int, typer.Option(help="messages per Arrow micro-batch")] = 50_000,
-    max_seconds: Annotated[float, typer.Option(help="stop draining after this long")] = 600.0,
+    max_messages: Annotated[
+        int | None,
+        typer.Option(
+            help="stop after this many messages "
+            f"[default: TRACKFLOW_INGEST_MAX_MESSAGES or {_default('max_messages')}]",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="messages per Arrow micro-batch "
+            f"[default: TRACKFLOW_INGEST_BATCH_SIZE or {_default('batch_size')}]",
+            show_default=False,
+        ),
+    ] = None,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="stop draining after this long "
+            f"[default: TRACKFLOW_INGEST_MAX_SECONDS or {_default('max_seconds')}]",
+            show_default=False,
+        ),
+    ] = None,
     messages_per_load: Annotated[
-        int,
-        typer.Option(help="load a long drain in parts of this many messages (bounds memory)"),
-    ] = DEFAULT_MESSAGES_PER_LOAD,
+        int | None,
+        typer.Option(
+            help="load a long drain in parts of this many messages (bounds memory) "
+            f"[default: TRACKFLOW_INGEST_MESSAGES_PER_LOAD or {_default('messages_per_load')}]",
+            show_default=False,
+        ),
+    ] = None,
     start_from: Annotated[
         str, typer.Option(help="where a new pipeline starts: earliest | latest | ISO time")
     ] = "earliest",
@@ -151,11 +200,24 @@ def ingest(
         typer.Option(help="accept a recorded offset gap and resume: earliest | latest | ISO time"),
     ] = None,
 ) -> None:
-    """Drain the topic(s) once into DuckDB (DUCKDB_PATH): raw events and dead letters."""
+    """Drain the topic(s) once into the warehouse: raw events and dead letters."""
     from pipelines.ingest import ingest as run
     from pipelines.kafka_source.helpers import DrainStats, IngestError
 
-    settings = KafkaSettings.from_env()
+    settings = _kafka()
+    warehouse = _warehouse()
+    given = {
+        "max_messages": max_messages,
+        "batch_size": batch_size,
+        "max_seconds": max_seconds,
+        "messages_per_load": messages_per_load,
+    }
+    try:
+        limits = IngestSettings.from_env().model_copy(
+            update={k: v for k, v in given.items() if v is not None}
+        )
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
     try:
         with _progress() as progress:
             task = progress.add_task("ingesting", total=None)
@@ -176,17 +238,14 @@ def ingest(
 
             result = run(
                 settings,
-                duckdb_path(),
+                warehouse,
+                limits=limits,
                 start_from=start_from,
                 resume_from=resume_from,
-                batch_size=batch_size,
-                max_messages=max_messages,
-                max_seconds=max_seconds,
-                messages_per_load=messages_per_load,
                 on_batch=on_batch,
                 on_phase=on_phase,
             )
-    except IngestError as exc:
+    except (IngestError, WarehouseError, SettingsError) as exc:
         raise fail(str(exc)) from None
     if result.resumed_gaps:
         out.print(f"resumed past {result.resumed_gaps} recorded gap(s) from {resume_from}")
@@ -202,7 +261,7 @@ def collect(
 ) -> None:
     """Run the Segment-compatible HTTP collector (write keys from COLLECTOR_WRITE_KEYS)."""
     from pipelines.collector.server import serve
-    from pipelines.collector.settings import CollectorSettings, SettingsError
+    from pipelines.config import CollectorSettings
 
     try:
         settings = CollectorSettings.from_env()
@@ -215,22 +274,23 @@ def collect(
 def report(
     output: Annotated[
         Path | None,
-        typer.Option(help="HTML file to write (default: report.html beside DUCKDB_PATH)"),
+        typer.Option(help="HTML file to write (default: report.html beside the warehouse)"),
     ] = None,
     open_: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
 ) -> None:
     """Build the self-contained HTML report (funnels, sessions, data quality) from the warehouse."""
     import webbrowser
 
+    from pipelines.dbt import DBT_PROJECT_DIR
     from pipelines.report import ReportError, build_report, default_output
 
-    repo = Path(__file__).resolve().parents[1]
+    warehouse = _warehouse()
     try:
         with console.status("building report..."):
             summary = build_report(
-                duckdb_path(),
-                output or default_output(),
-                dbt_run_results=repo / "dbt_project/target/run_results.json",
+                warehouse,
+                output or default_output(warehouse),
+                dbt_run_results=DBT_PROJECT_DIR / "target/run_results.json",
             )
     except ReportError as exc:
         raise fail(str(exc)) from None
@@ -250,13 +310,14 @@ def forget(
     rebuild: Annotated[bool, typer.Option(help="rebuild the dbt models afterwards")] = True,
 ) -> None:
     """Erase a person from raw, dead letters, staging and marts; suppress them from now on."""
+    from pipelines.erasure import forget as run
     from pipelines.privacy import PrivacyError
-    from pipelines.privacy import forget as run
 
+    warehouse = _warehouse()
     try:
         with console.status("erasing..."):
-            result = run(duckdb_path(), user_id=user_id, anonymous_id=anonymous_id, rebuild=rebuild)
-    except PrivacyError as exc:
+            result = run(warehouse, user_id=user_id, anonymous_id=anonymous_id, rebuild=rebuild)
+    except (PrivacyError, WarehouseError, SettingsError) as exc:
         raise fail(str(exc)) from None
     out.print(
         f"erasure {result.request_id}: {result.identities} identities, "
@@ -274,13 +335,13 @@ def replay_rejected(
     dry_run: Annotated[bool, typer.Option(help="count what would load, change nothing")] = False,
 ) -> None:
     """Re-validate dead letters and load the ones that now pass (each at most once)."""
-    import duckdb
-
+    from pipelines.privacy import PrivacyError
     from pipelines.replay import replay_rejected as run
 
+    warehouse = _warehouse()
     try:
-        result = run(duckdb_path(), error_code, dry_run=dry_run)
-    except (FileNotFoundError, OSError, duckdb.Error) as exc:
+        result = run(warehouse, error_code, dry_run=dry_run)
+    except (WarehouseError, PrivacyError, SettingsError, OSError) as exc:
         raise fail(str(exc)) from None
     verb = "would load" if dry_run else "loaded"
     out.print(
@@ -298,10 +359,6 @@ def _progress() -> Progress:
         console=console,
         transient=True,
     )
-
-
-def main() -> None:  # pragma: no cover
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

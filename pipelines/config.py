@@ -1,45 +1,145 @@
-"""Settings read from the environment (names and defaults are a contract, see DESIGN.md)."""
+"""Every setting trackflow reads from the environment, typed, with its default written once.
+
+One pydantic-settings model per concern; `Settings.load()` reads them all. The CLI, the collector
+and the Dagster resources all take their values from here, and nothing else reads `os.environ`
+for configuration. `load_dotenv()` gives `trackflow` the Dagster CLI's habit of reading `.env`
+from the working directory (already-set variables win). `.env.example` lists every variable.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-DEFAULT_TOPIC = "tracking.events"
-DEFAULT_GROUP = "trackflow-ingest"
-DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+from pipelines.ip import IpMode
+
+WarehouseKind = Literal["duckdb", "ducklake"]
+
+# limits: Segment documents 32 KB per event and 500 KB per batch request
+DEFAULT_MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+DEFAULT_PSEUDONYMIZE_FIELDS = (
+    "traits.email",
+    "traits.phone",
+    "traits.name",
+    "properties.email",
+    "context.traits.email",
+)
 
 
-@dataclass(frozen=True)
-class KafkaSettings:
-    bootstrap_servers: str = DEFAULT_BOOTSTRAP
-    topics: tuple[str, ...] = (DEFAULT_TOPIC,)
-    consumer_group: str = DEFAULT_GROUP
-    security_protocol: str | None = None
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_cafile: str | None = None
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable and what it wants."""
+
+
+def _split(value: Any) -> Any:
+    """A comma separated environment value as a tuple (blank items dropped)."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+# the environment `from_env(env)` reads instead of os.environ
+_given_env: ContextVar[Mapping[str, str] | None] = ContextVar("_given_env", default=None)
+
+
+class _EnvSource(EnvSettingsSource):
+    """Environment variables by their exact names (the aliases); nothing else is read."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = _given_env.get()
+        if env is None:
+            return super()._load_env_vars()
+        return parse_env_vars(env, self.case_sensitive, self.env_ignore_empty, None)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if not field.alias:  # not configurable from the environment
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
+class _Section(BaseSettings):
+    """Fields are set by their environment name (the alias) or by their Python name."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, populate_by_name=True, extra="ignore", env_ignore_empty=True
+    )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> KafkaSettings:
-        e = os.environ if env is None else env
-        topics = tuple(
-            t.strip() for t in e.get("TRACKING_TOPIC", DEFAULT_TOPIC).split(",") if t.strip()
-        )
-        return cls(
-            bootstrap_servers=e.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
-            topics=topics or (DEFAULT_TOPIC,),
-            consumer_group=e.get("KAFKA_CONSUMER_GROUP", DEFAULT_GROUP),
-            security_protocol=e.get("KAFKA_SECURITY_PROTOCOL") or None,
-            sasl_mechanism=e.get("KAFKA_SASL_MECHANISM") or None,
-            sasl_username=e.get("KAFKA_SASL_USERNAME") or None,
-            sasl_password=e.get("KAFKA_SASL_PASSWORD") or None,
-            ssl_cafile=e.get("KAFKA_SSL_CAFILE") or None,
-        )
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `.env` is loaded into the process environment by the cli (load_dotenv), so that dbt
+        # and other subprocesses see it too
+        return init_settings, _EnvSource(settings_cls)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Read the process environment, or only `env` when given (tests, subprocesses)."""
+        token = _given_env.set(env)
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise SettingsError(_one_line(cls, exc)) from None
+        finally:
+            _given_env.reset(token)
+
+    @classmethod
+    def variables(cls) -> list[str]:
+        """The environment variables this section reads."""
+        return [f.alias for f in cls.model_fields.values() if f.alias]
+
+
+def _one_line(cls: type[BaseSettings], exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    info = cls.model_fields.get(field)
+    name = (info.alias if info else None) or field
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if message.startswith(name):  # the validator already named the variable
+        return message
+    return f"{name}={error.get('input')!r}: {message}"
+
+
+class KafkaSettings(_Section):
+    """Where events are read from and written to."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    topics: CommaList = Field(("tracking.events",), alias="TRACKING_TOPIC")
+    consumer_group: str = Field("trackflow-ingest", alias="KAFKA_CONSUMER_GROUP")
+    security_protocol: str | None = Field(None, alias="KAFKA_SECURITY_PROTOCOL")
+    sasl_mechanism: str | None = Field(None, alias="KAFKA_SASL_MECHANISM")
+    sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
+    sasl_password: str | None = Field(None, alias="KAFKA_SASL_PASSWORD", repr=False)
+    ssl_cafile: str | None = Field(None, alias="KAFKA_SSL_CAFILE")
+
+    _split_topics = field_validator("topics", mode="before")(_split)
+
+    @field_validator("topics")
+    @classmethod
+    def _some_topic(cls, topics: tuple[str, ...]) -> tuple[str, ...]:
+        if not topics:
+            raise ValueError("name at least one topic")
+        return topics
 
     def client_config(self) -> dict[str, Any]:
         """Keyword arguments shared by kafka-python consumers, producers and admin clients."""
@@ -55,6 +155,171 @@ class KafkaSettings:
         return cfg
 
 
-def duckdb_path(env: dict[str, str] | None = None) -> Path:
-    e = os.environ if env is None else env
-    return Path(e.get("DUCKDB_PATH", DEFAULT_DUCKDB_PATH))
+class WarehouseSettings(_Section):
+    """Which warehouse, and where (see pipelines/warehouse)."""
+
+    kind: WarehouseKind = Field("duckdb", alias="TRACKFLOW_WAREHOUSE")
+    duckdb_path: Path = Field(Path("data/warehouse.duckdb"), alias="DUCKDB_PATH")
+    # DuckDB keeps a buffer cache up to 80% of RAM by default: capped so a load's memory does not
+    # grow with the warehouse (512MB keeps a 3M-event drain within 1.23x the peak of a 300k one)
+    memory_limit: str = Field("512MB", alias="DUCKDB_MEMORY_LIMIT")
+
+
+class PrivacyConfig(_Section):
+    """What minimisation does to personal data before it is stored (pipelines/privacy.py)."""
+
+    drop_fields: CommaList = Field((), alias="TRACKFLOW_DROP_FIELDS")
+    pseudonymize_fields: CommaList = Field(
+        DEFAULT_PSEUDONYMIZE_FIELDS, alias="TRACKFLOW_PSEUDONYMIZE_FIELDS"
+    )
+    ip_mode: IpMode = Field("truncate", alias="TRACKFLOW_IP_MODE")
+    pseudonym_key: str | None = Field(None, alias="TRACKFLOW_PSEUDONYM_KEY", repr=False)
+
+    _split_fields = field_validator("drop_fields", "pseudonymize_fields", mode="before")(_split)
+
+
+class IngestSettings(_Section):
+    """Bounds of one ingestion run and of one message."""
+
+    max_messages: int = Field(5_000_000, gt=0, alias="TRACKFLOW_INGEST_MAX_MESSAGES")
+    max_seconds: float = Field(600.0, gt=0, alias="TRACKFLOW_INGEST_MAX_SECONDS")
+    # records per Arrow micro-batch; one dlt item each, so memory stays flat however long the drain
+    batch_size: int = Field(50_000, gt=0, alias="TRACKFLOW_INGEST_BATCH_SIZE")
+    # a long drain is loaded in parts of this many messages, each committed with its offsets
+    messages_per_load: int = Field(250_000, gt=0, alias="TRACKFLOW_INGEST_MESSAGES_PER_LOAD")
+    # the largest accepted message, at the collector and at ingestion
+    max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, gt=0, alias="TRACKFLOW_MAX_EVENT_BYTES")
+
+
+class QualityThresholds(_Section):
+    """Thresholds of the Dagster asset checks."""
+
+    max_rejected_rate: float = Field(0.05, ge=0, alias="TRACKFLOW_MAX_REJECTED_RATE")
+    max_duplicate_rate: float = Field(0.05, ge=0, alias="TRACKFLOW_MAX_DUPLICATE_RATE")
+    max_consumer_lag: int = Field(1_000_000, ge=0, alias="TRACKFLOW_MAX_CONSUMER_LAG")
+    # newest received_at; matches the dbt source's error_after
+    max_raw_age_hours: float = Field(24.0, gt=0, alias="TRACKFLOW_MAX_RAW_AGE_HOURS")
+
+
+class OrchestrationSettings(_Section):
+    """The Dagster instance, the schedules' crons and where the marts' day partitions begin."""
+
+    ingest_cron: str = Field("*/5 * * * *", alias="TRACKFLOW_INGEST_CRON")
+    marts_cron: str = Field("2-59/5 * * * *", alias="TRACKFLOW_MARTS_CRON")
+    partitions_start: str = Field("2024-01-01", alias="TRACKFLOW_PARTITIONS_START")
+    dagster_home: Path = Field(Path(".dagster_home"), alias="DAGSTER_HOME")
+
+
+def _write_keys(value: Any) -> Any:
+    """`key1,web:key2` -> {write key: source name}; unnamed keys become source1, source2, ..."""
+    if not isinstance(value, str):
+        return value
+    keys: dict[str, str] = {}
+    for position, item in enumerate((i.strip() for i in value.split(",")), start=1):
+        if not item:
+            continue
+        source, sep, key = item.partition(":")
+        if not sep:
+            source, key = f"source{position}", item
+        source, key = source.strip(), key.strip()
+        if not key or not source:
+            raise SettingsError(
+                f"COLLECTOR_WRITE_KEYS entry {item!r} must be 'key' or 'source:key'"
+            )
+        keys[key] = source
+    return keys
+
+
+class CollectorSettings(_Section):
+    """The HTTP collector. At least one write key is required: a deployment never accepts
+    anonymous traffic by accident."""
+
+    write_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, alias="COLLECTOR_WRITE_KEYS", repr=False, validate_default=True
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings, exclude=True)
+    # origins allowed to call the api from a browser; "*" allows any origin
+    cors_origins: CommaList = Field((), alias="COLLECTOR_CORS_ORIGINS")
+    ip_mode: IpMode = Field("truncate", alias="COLLECTOR_IP_MODE")
+    produce_timeout_ms: float = Field(5000.0, gt=0, alias="COLLECTOR_PRODUCE_TIMEOUT_MS")
+    retry_after_s: int = Field(5, gt=0, alias="COLLECTOR_RETRY_AFTER_S")
+    compression: str | None = Field("lz4", alias="COLLECTOR_COMPRESSION")
+    demo_page: bool = Field(True, alias="COLLECTOR_DEMO_PAGE")
+    shutdown_timeout_s: float = Field(10.0, gt=0, alias="COLLECTOR_SHUTDOWN_TIMEOUT_S")
+    max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, gt=0, alias="TRACKFLOW_MAX_EVENT_BYTES")
+    max_batch_bytes: int = Field(MAX_BATCH_BYTES, gt=0, alias="COLLECTOR_MAX_BATCH_BYTES")
+
+    _parse_keys = field_validator("write_keys", mode="before")(_write_keys)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        return tuple(o.rstrip("/") for o in _split(value))
+
+    @field_validator("ip_mode", "compression", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("compression")
+    @classmethod
+    def _no_compression(cls, value: str | None) -> str | None:
+        return None if value in (None, "", "none") else value
+
+    @field_validator("write_keys")
+    @classmethod
+    def _some_key(cls, keys: dict[str, str]) -> dict[str, str]:
+        if not keys:
+            raise ValueError(
+                "COLLECTOR_WRITE_KEYS is empty; set one or more comma-separated write keys "
+                "(optionally named 'source:key'), e.g. COLLECTOR_WRITE_KEYS=web:dev-write-key"
+            )
+        return keys
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        section = super().from_env(env)
+        return section.model_copy(update={"kafka": KafkaSettings.from_env(env)})
+
+    @property
+    def topic(self) -> str:
+        """The collector produces to the first of the configured tracking topics."""
+        return self.kafka.topics[0]
+
+    @property
+    def produce_timeout_s(self) -> float:
+        return self.produce_timeout_ms / 1000
+
+
+class Settings:
+    """All sections, read once from the environment."""
+
+    sections: ClassVar[tuple[type[_Section], ...]] = (
+        KafkaSettings,
+        WarehouseSettings,
+        PrivacyConfig,
+        IngestSettings,
+        QualityThresholds,
+        OrchestrationSettings,
+        CollectorSettings,
+    )
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.kafka = KafkaSettings.from_env(env)
+        self.warehouse = WarehouseSettings.from_env(env)
+        self.privacy = PrivacyConfig.from_env(env)
+        self.ingest = IngestSettings.from_env(env)
+        self.thresholds = QualityThresholds.from_env(env)
+        self.orchestration = OrchestrationSettings.from_env(env)
+
+    @classmethod
+    def variables(cls) -> list[str]:
+        """Every environment variable trackflow reads for its configuration."""
+        return sorted({name for section in cls.sections for name in section.variables()})
+
+
+def load_dotenv(path: Path = Path(".env")) -> bool:
+    """Read `.env` into the environment, as the Dagster CLI does; set variables win."""
+    import dotenv
+
+    return bool(path.is_file() and dotenv.load_dotenv(path, override=False))

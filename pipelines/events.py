@@ -1,58 +1,30 @@
-"""The event envelope v1 and its batch validation.
+"""Batch validation of the event envelope v1 (`pipelines/envelope.py`).
 
 A micro-batch of Kafka messages arrives as one Arrow table; DuckDB's vectorised JSON functions
 check every rule in one SQL pass and split it into accepted rows (typed envelope columns) and
 rejected rows (original bytes + a stable error code and a human message). Python touches single
 messages only for the rare ones that might be nested too deeply.
-
-Envelope (Segment tracking spec compatible): messageId, type, event, name, anonymousId, userId,
-timestamp, sentAt, receivedAt, context, properties, traits. The original sketch's shape
-`{"type": "button_click", "timestamp": ..., "details": {...}}` is accepted as a track event
-named by `type`, with `details` as properties (see LEGACY_* below).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import threading
 from datetime import date
 from typing import Final
 
-import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
-ENVELOPE_TYPES: Final = ("track", "page", "screen", "identify", "group", "alias")
-
-# limits: Segment documents 32 KB per event; raise it (and replay dead letters) if yours are bigger
-MAX_MESSAGE_BYTES: Final = int(os.environ.get("TRACKFLOW_MAX_EVENT_BYTES", 32 * 1024))
-MAX_DEPTH: Final = 32
-MAX_PROPERTY_KEYS: Final = 1000
-MAX_ID_LENGTH: Final = 256
-MIN_YEAR: Final = 2000
-MAX_YEAR: Final = 2100
-
-# stable error codes (the dead-letter table's `error_code`), in the order they are checked
-ERROR_CODES: Final[dict[str, str]] = {
-    "null_value": "the Kafka message has no value (tombstone)",
-    "too_large": f"the message is larger than {MAX_MESSAGE_BYTES} bytes",
-    "bad_key": "the Kafka message key is not valid UTF-8",
-    "not_utf8": "the message value is not valid UTF-8",
-    "not_json": "the message value is not valid JSON",
-    "not_object": "the message is valid JSON but not an object",
-    "too_deep": f"the message nests objects/arrays deeper than {MAX_DEPTH} levels",
-    "duplicate_keys": "a key appears twice in the same JSON object",
-    "nul_byte": "the message contains a NUL character",
-    "bad_type": "type is missing or not one of " + "|".join(ENVELOPE_TYPES),
-    "missing_message_id": "messageId is missing or empty",
-    "bad_message_id": f"messageId is not a string of at most {MAX_ID_LENGTH} characters",
-    "bad_identity": "anonymousId/userId is not a string of at most 256 characters",
-    "missing_identity": "neither anonymousId nor userId is set",
-    "missing_event": "a track call has no event name",
-    "bad_field": "a field has the wrong JSON type",
-    "bad_timestamp": "a timestamp is not ISO-8601 or lies outside 2000..2100",
-    "too_many_properties": f"properties has more than {MAX_PROPERTY_KEYS} keys",
-}
+from pipelines.compute import compute_connection
+from pipelines.config import DEFAULT_MAX_EVENT_BYTES
+from pipelines.envelope import (
+    ENVELOPE_TYPES,
+    MAX_DEPTH,
+    MAX_ID_LENGTH,
+    MAX_PROPERTY_KEYS,
+    MAX_YEAR,
+    MIN_YEAR,
+)
 
 # input of `validate`: one row per Kafka message
 MESSAGE_SCHEMA: Final = pa.schema(
@@ -173,7 +145,7 @@ _LEGACY = (
 _ERROR_CASE = f"""
 case
   when value is null then 'null_value'
-  when octet_length(value) > {MAX_MESSAGE_BYTES} then 'too_large'
+  when octet_length(value) > {{max_bytes}} then 'too_large'
   when key is not null and key_s is null then 'bad_key'
   when s is null then 'not_utf8'
   when top_type is null then 'not_json'
@@ -207,7 +179,7 @@ _MESSAGE_CASE = f"""
 case error_code
   when 'null_value' then 'Kafka tombstone: the message has no value'
   when 'too_large' then 'message is ' || octet_length(value)
-    || ' bytes; the limit is {MAX_MESSAGE_BYTES}'
+    || ' bytes; the limit is {{max_bytes}}'
   when 'bad_key' then 'Kafka key is not valid UTF-8'
   when 'not_utf8' then 'message value is not valid UTF-8'
   when 'not_json' then 'message value is not valid JSON'
@@ -309,20 +281,6 @@ from validated
 )
 
 
-_local = threading.local()
-
-
-def _connection() -> duckdb.DuckDBPyConnection:
-    con = getattr(_local, "con", None)
-    if con is None:
-        con = duckdb.connect()
-        con.execute("set TimeZone = 'UTC'")
-        con.execute("set threads = 1")
-        con.execute("set memory_limit = '512MB'")
-        _local.con = con
-    return con
-
-
 def _nesting_depth(text: str) -> int:
     depth = best = 0
     in_string = escaped = False
@@ -367,11 +325,12 @@ def _deep_messages(messages: pa.Table) -> list[int]:
     return deep
 
 
-def validate(messages: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Split a batch of Kafka messages (MESSAGE_SCHEMA) into (accepted, rejected) Arrow tables."""
-    import pyarrow.compute as pc
-
-    con = _connection()
+def validate(
+    messages: pa.Table, max_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> tuple[pa.Table, pa.Table]:
+    """Split a batch of Kafka messages (MESSAGE_SCHEMA) into (accepted, rejected) Arrow tables;
+    messages larger than `max_bytes` are rejected as too_large."""
+    con = compute_connection()
     con.register("batch", messages)
     deep = _deep_messages(messages)
     # almost never any: a constant spares a list lookup per row (~20% of the pass)
@@ -379,7 +338,7 @@ def validate(messages: pa.Table) -> tuple[pa.Table, pa.Table]:
         "(_kafka_offset * 100000 + _kafka_partition) in (select unnest(?))" if deep else "false"
     )
     try:
-        query = _SPLIT_SQL.replace("{is_deep}", is_deep)
+        query = _SPLIT_SQL.replace("{is_deep}", is_deep).replace("{max_bytes}", str(int(max_bytes)))
         result = con.sql(query, params=[deep] if deep else None).to_arrow_table()
     finally:
         con.unregister("batch")
@@ -414,9 +373,11 @@ def messages_table(
 
 
 def event_days(accepted: pa.Table) -> set[date]:
-    """UTC days of the accepted events' skew-corrected time (what the marts partition on)."""
-    import pyarrow.compute as pc
+    """UTC days of the accepted events' skew-corrected time (what the marts partition on).
 
+    The same formula as dbt's `event_at_sql` macro; tests/dbt/test_shared_rules.py fails when
+    the two disagree.
+    """
     if accepted.num_rows == 0:
         return set()
     ts, sent, received = (accepted.column(c) for c in ("timestamp", "sent_at", "received_at"))

@@ -11,6 +11,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from pipelines.broker import EmbeddedBroker
+from pipelines.warehouse import DuckDBFile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +38,6 @@ def make_topic(broker: EmbeddedBroker):
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path) -> Path:
-    """Path of a fresh DuckDB file for one test."""
-    return tmp_path / "warehouse.duckdb"
+def warehouse(tmp_path: Path) -> DuckDBFile:
+    """A fresh DuckDB-file warehouse for one test (not created until something writes it)."""
+    return DuckDBFile(tmp_path / "warehouse.duckdb")

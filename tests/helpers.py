@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
-from pathlib import Path
+from typing import Any
 
-import duckdb
-
-from pipelines.config import KafkaSettings
+from pipelines.config import IngestSettings, KafkaSettings
+from pipelines.dbt import run_dbt
+from pipelines.warehouse import Warehouse
 
 
 def settings_for(bootstrap: str, topic: str, group: str | None = None) -> KafkaSettings:
@@ -20,22 +18,32 @@ def settings_for(bootstrap: str, topic: str, group: str | None = None) -> KafkaS
     )
 
 
-def query(warehouse: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(sql).fetchall()
+def limits(**values: Any) -> IngestSettings:
+    """Ingestion bounds: the defaults with `values` changed."""
+    return IngestSettings(**values)
 
 
-def scalar(warehouse: Path, sql: str) -> object:
+def query(warehouse: Warehouse, sql: str) -> list[tuple[Any, ...]]:
+    with warehouse.connect(read_only=True) as client:
+        return client.rows(sql)
+
+
+def scalar(warehouse: Warehouse, sql: str) -> Any:
     return query(warehouse, sql)[0][0]
 
 
-def dbt_build(warehouse: Path, *args: str) -> None:
+def dbt_build(warehouse: Warehouse, *args: str) -> None:
     """`dbt build` of the project into `warehouse` (a target dir of its own beside it)."""
-    repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [str(repo / ".venv/bin/dbt"), "build", "--project-dir", "dbt_project", "--profiles-dir",
-         "dbt_project", "--quiet", "--target-path", str(warehouse.parent / "dbt_target"), *args],
-        cwd=repo, env={**os.environ, "DUCKDB_PATH": str(warehouse)},
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    target = warehouse.local_dir() / "dbt_target"
+    run_dbt(warehouse, "build", "--quiet", "--target-path", str(target), *args)
+
+
+def every_cell(warehouse: Warehouse) -> list[tuple[str, str]]:
+    """(table, text of a row) for every row of every table and view in the warehouse."""
+    out: list[tuple[str, str]] = []
+    with warehouse.connect(read_only=True) as sql:
+        for table in sorted(sql.tables()):
+            schema, name = table.split(".", 1)
+            rows = sql.rows(f'select * from "{schema}"."{name}"')
+            out.extend((table, repr(row)) for row in rows)
+    return out

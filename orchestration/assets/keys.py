@@ -1,18 +1,38 @@
-"""Asset keys shared by assets, checks, jobs and sensors (a dbt source maps onto RAW_*)."""
+"""Asset keys and the names runs share (assets, checks, jobs, sensors use these and only these)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.kafka_source.settings import EVENTS_TABLE, RAW_DATASET, REJECTED_TABLE
+from pipelines.names import (
+    ANALYTICS,
+    EVENTS_TABLE,
+    FUNNEL_DAILY_MART,
+    FUNNEL_PROGRESS_MART,
+    RAW,
+    REJECTED_TABLE,
+    SESSIONS_MART,
+    SUPPRESSIONS_TABLE,
+    USERS_MART,
+)
 
-RAW_EVENTS = dg.AssetKey([RAW_DATASET, EVENTS_TABLE])
-RAW_REJECTED = dg.AssetKey([RAW_DATASET, REJECTED_TABLE])
-FCT_SESSIONS = dg.AssetKey(["analytics", "fct_sessions"])
-AGG_FUNNEL_DAILY = dg.AssetKey(["analytics", "agg_funnel_daily"])
+RAW_EVENTS = dg.AssetKey([RAW, EVENTS_TABLE])
+RAW_REJECTED = dg.AssetKey([RAW, REJECTED_TABLE])
+RAW_SUPPRESSIONS = dg.AssetKey([RAW, SUPPRESSIONS_TABLE])
+FCT_SESSIONS = dg.AssetKey([ANALYTICS, SESSIONS_MART])
+DIM_USERS = dg.AssetKey([ANALYTICS, USERS_MART])
+FCT_FUNNEL_PROGRESS = dg.AssetKey([ANALYTICS, FUNNEL_PROGRESS_MART])
+AGG_FUNNEL_DAILY = dg.AssetKey([ANALYTICS, FUNNEL_DAILY_MART])
+REPORT = dg.AssetKey(["reporting", "report"])
 
 INGESTION_GROUP = "ingestion"
 STAGING_GROUP = "staging"
 MARTS_GROUP = "marts"
+REPORTING_GROUP = "reporting"
 # at most one ingestion at a time: the dlt state (offsets) has one writer
 INGESTION_POOL = "trackflow_ingestion"
+
+# Dagster's run tags for a partition range (a backfill of several days runs as one dbt build)
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+PARTITION_TAG = "dagster/partition"

@@ -4,19 +4,22 @@ import base64
 
 import dagster as dg
 
-from orchestration.assets.keys import AGG_FUNNEL_DAILY, FCT_SESSIONS
+from orchestration.assets.keys import (
+    AGG_FUNNEL_DAILY,
+    DIM_USERS,
+    FCT_FUNNEL_PROGRESS,
+    FCT_SESSIONS,
+    REPORT,
+    REPORTING_GROUP,
+)
 from orchestration.project import dbt_project
 from orchestration.resources import WarehouseResource
-from pipelines.report import ReportError, build_report
-
-REPORT = dg.AssetKey(["reporting", "report"])
-DIM_USERS = dg.AssetKey(["analytics", "dim_users"])
-FCT_FUNNEL_PROGRESS = dg.AssetKey(["analytics", "fct_funnel_progress"])
+from pipelines.report import ReportError, build_report, default_output
 
 
 @dg.asset(
     key=REPORT,
-    group_name="reporting",
+    group_name=REPORTING_GROUP,
     deps=[FCT_SESSIONS, DIM_USERS, FCT_FUNNEL_PROGRESS, AGG_FUNNEL_DAILY],
     description=(
         "Self-contained HTML report (funnels, sessions and users per day, data quality) "
@@ -25,12 +28,12 @@ FCT_FUNNEL_PROGRESS = dg.AssetKey(["analytics", "fct_funnel_progress"])
     kinds={"html"},
 )
 def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    output = warehouse.path.parent / "report.html"
+    target = warehouse.open()
     try:
         summary = build_report(
-            warehouse.path,
-            output,
-            dbt_run_results=dbt_project.target_path / "run_results.json",
+            target,
+            default_output(target),
+            dbt_run_results=dbt_project().target_path / "run_results.json",
         )
     except ReportError as exc:
         raise dg.Failure(description=str(exc)) from None

@@ -7,29 +7,34 @@ ISO dates); the models rebuild exactly the entities touched by that window.
 """
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
-import duckdb
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
     DbtCliInvocation,
     DbtCliResource,
+    DbtProject,
     dbt_assets,
 )
 
-from orchestration.assets.keys import MARTS_GROUP, STAGING_GROUP
-from orchestration.partitions import daily_partitions
-from orchestration.project import dbt_project
+from orchestration.assets.keys import (
+    MARTS_GROUP,
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    PARTITION_TAG,
+    STAGING_GROUP,
+)
 from orchestration.resources import WarehouseResource
+from pipelines.warehouse import Warehouse, WarehouseError
 
-VIEWS_SELECT = "path:models/staging path:models/intermediate"
+STAGING_SELECT = "path:models/staging path:models/intermediate"
 MARTS_SELECT = "path:models/marts"
-# the column that puts a mart's row on a day (rows of the run's window go in the metadata)
-DAY_COLUMNS = ("session_date", "attempt_date", "first_seen_date", "event_date")
+# the model's `meta.window_column` (the day a row belongs to, which windowed dbt tests filter on
+# too), carried in the asset's metadata so a run can count the rows of its window
+WINDOW_COLUMN_METADATA = "trackflow/window_column"
 
 
 class TrackflowDbtTranslator(DagsterDbtTranslator):
@@ -42,6 +47,13 @@ class TrackflowDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])
         return MARTS_GROUP if "marts" in fqn else STAGING_GROUP
+
+    def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
+        metadata = dict(super().get_metadata(dbt_resource_props))
+        meta = (dbt_resource_props.get("config") or {}).get("meta") or {}
+        if meta.get("window_column"):
+            metadata[WINDOW_COLUMN_METADATA] = meta["window_column"]
+        return metadata
 
 
 translator = TrackflowDbtTranslator(
@@ -58,9 +70,9 @@ def run_window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     tags) gets its day too, and the unpartitioned staging assets get the same vars as the marts:
     staging refreshes just those days and one dbt parse serves both calls.
     """
-    tags = context.run.tags  # Dagster's run tags for a partition and a partition range
-    start = tags.get("dagster/asset_partition_range_start") or tags.get("dagster/partition")
-    end = tags.get("dagster/asset_partition_range_end") or tags.get("dagster/partition")
+    tags = context.run.tags
+    start = tags.get(PARTITION_RANGE_START_TAG) or tags.get(PARTITION_TAG)
+    end = tags.get(PARTITION_RANGE_END_TAG) or tags.get(PARTITION_TAG)
     return {"min_date": start, "max_date": end} if start and end else {}
 
 
@@ -80,35 +92,31 @@ def _failure_line(invocation: DbtCliInvocation) -> str:
     )
 
 
+def window_column(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str | None:
+    column = context.assets_def.specs_by_key[key].metadata.get(WINDOW_COLUMN_METADATA)
+    return str(column) if column else None
+
+
 def _row_counts(
-    warehouse: Path, keys: Sequence[dg.AssetKey], window: Mapping[str, str]
+    warehouse: Warehouse, days: Mapping[dg.AssetKey, str | None], window: Mapping[str, str]
 ) -> dict[dg.AssetKey, dict[str, int]]:
     counts: dict[dg.AssetKey, dict[str, int]] = {}
     if not warehouse.exists():
         return counts
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        for key in keys:
+    with warehouse.connect(read_only=True) as sql:
+        for key, day in days.items():
             table = ".".join(key.path)
             try:
-                columns = {
-                    r[0]
-                    for r in con.execute(
-                        "select column_name from information_schema.columns "
-                        "where table_schema = ? and table_name = ?",
-                        [key.path[0], key.path[-1]],
-                    ).fetchall()
-                }
-                row = con.execute(f"select count(*) from {table}").fetchone()
-                entry = {"dagster/row_count": int(row[0]) if row else 0}
-                day = next((c for c in DAY_COLUMNS if c in columns), None)
+                entry = {"dagster/row_count": int(sql.scalar(f"select count(*) from {table}"))}
                 if window and day:
-                    row = con.execute(
-                        f"select count(*) from {table} where {day} between ? and ?",
-                        [window["min_date"], window["max_date"]],
-                    ).fetchone()
-                    entry["rows_in_window"] = int(row[0]) if row else 0
+                    entry["rows_in_window"] = int(
+                        sql.scalar(
+                            f"select count(*) from {table} where {day} between ? and ?",
+                            [window["min_date"], window["max_date"]],
+                        )
+                    )
                 counts[key] = entry
-            except duckdb.Error:
+            except WarehouseError:
                 continue  # not built (skipped after an upstream failure)
     return counts
 
@@ -128,7 +136,7 @@ def run_dbt(
         invocation = dbt.cli(args, context=context, raise_on_error=False)
     events = list(invocation.stream())
     keys = [context.asset_key_for_output(e.output_name) for e in events if isinstance(e, dg.Output)]
-    counts = _row_counts(warehouse.path, keys, dbt_vars)
+    counts = _row_counts(warehouse.open(), {k: window_column(context, k) for k in keys}, dbt_vars)
     for event in events:
         if isinstance(event, dg.Output):
             key = context.asset_key_for_output(event.output_name)
@@ -141,35 +149,38 @@ def run_dbt(
         raise dg.Failure(description=_failure_line(invocation))
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    select=VIEWS_SELECT,
-    dagster_dbt_translator=translator,
-    name="dbt_staging",
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
-def dbt_staging(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
-) -> Iterator[Any]:
-    """Staging and intermediate tables and their tests, refreshed for the run's days."""
-    yield from run_dbt(context, dbt, warehouse, run_window_vars(context))
+def build_dbt_assets(
+    project: DbtProject, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetsDefinition]:
+    """Staging (unpartitioned: refreshed for the run's days) and the day-partitioned marts."""
 
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        select=STAGING_SELECT,
+        dagster_dbt_translator=translator,
+        name="dbt_staging",
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def dbt_staging(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> Iterator[Any]:
+        """Staging and intermediate tables and their tests, refreshed for the run's days."""
+        yield from run_dbt(context, dbt, warehouse, run_window_vars(context))
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    select=MARTS_SELECT,
-    dagster_dbt_translator=translator,
-    name="dbt_marts",
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
-def dbt_marts(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
-) -> Iterator[Any]:
-    """The marts, one day partition per event day; a range runs as one dbt build."""
-    yield from run_dbt(context, dbt, warehouse, run_window_vars(context))
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        select=MARTS_SELECT,
+        dagster_dbt_translator=translator,
+        name="dbt_marts",
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def dbt_marts(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> Iterator[Any]:
+        """The marts, one day partition per event day; a range runs as one dbt build."""
+        yield from run_dbt(context, dbt, warehouse, run_window_vars(context))
 
-
-transformation_assets = [dbt_staging, dbt_marts]
+    return [dbt_staging, dbt_marts]

@@ -1,6 +1,6 @@
 """HTTP collector (Segment tracking API) and the browser tracker it serves; see README.md."""
 
 from pipelines.collector.server import create_app, serve
-from pipelines.collector.settings import CollectorSettings, SettingsError
+from pipelines.config import CollectorSettings, SettingsError
 
 __all__ = ["CollectorSettings", "SettingsError", "create_app", "serve"]

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from pipelines.collector.server import serve
-from pipelines.collector.settings import CollectorSettings, SettingsError
+from pipelines.config import CollectorSettings, SettingsError
 
 
 def main() -> None:

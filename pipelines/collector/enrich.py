@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.collector.settings import IpMode
+from pipelines.ip import IpMode, apply_ip_rule
 
 
 def utc_now_iso() -> str:
@@ -16,37 +14,14 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@functools.lru_cache(maxsize=4096)
-def truncate_ip(raw: str) -> str | None:
-    """Zero the last octet of IPv4 and the last 80 bits of IPv6; None if it is not an address."""
-    try:
-        ip = ipaddress.ip_address(raw.strip())
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    prefix = 24 if ip.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
-
-
 def _record_ip(context: dict[str, Any], client_ip: str | None, mode: IpMode) -> None:
     # an ip sent by a server-side client (the end user's) wins over the connection's address
     given = context.get("ip")
     raw = given if isinstance(given, str) and given.strip() else client_ip
     context.pop("ip", None)
-    if mode == "none" or not raw:
-        return
-    recorded = _full_ip(raw) if mode == "full" else truncate_ip(raw)
+    recorded = apply_ip_rule(raw, mode)  # pipelines/ip.py: the rule ingestion applies too
     if recorded:
         context["ip"] = recorded
-
-
-@functools.lru_cache(maxsize=4096)
-def _full_ip(raw: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(raw.strip()))
-    except ValueError:
-        return None
 
 
 def enrich(

@@ -17,7 +17,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from pipelines.collector.settings import CollectorSettings
+from pipelines.config import CollectorSettings
 
 log = logging.getLogger(__name__)
 

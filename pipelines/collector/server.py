@@ -30,8 +30,8 @@ from pipelines.collector.enrich import enrich, partition_key, utc_now_iso
 from pipelines.collector.intake import RequestRefused, parse_object, read_body
 from pipelines.collector.metrics import Metrics
 from pipelines.collector.producer import BrokerUnavailable, EventProducer, Record
-from pipelines.collector.settings import CollectorSettings
 from pipelines.collector.validation import Problem, validate_event
+from pipelines.config import CollectorSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-EVENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
+from pipelines.envelope import ENVELOPE_TYPES as EVENT_TYPES
+
 OBJECT_FIELDS = ("context", "properties", "traits", "integrations")
 TIME_FIELDS = ("timestamp", "sentAt", "originalTimestamp")
 

@@ -15,62 +15,62 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
-from kafka import TopicPartition
 
-from pipelines.config import KafkaSettings
+from pipelines.config import IngestSettings
 from pipelines.events import event_days, messages_table, validate
+from pipelines.names import EVENTS_TABLE, REJECTED_TABLE
+from pipelines.privacy import PrivacySettings, drop_suppressed, minimise
 
-from .helpers import (
-    DrainStats,
-    PartitionPosition,
-    connect,
-    drain,
-    initial_offsets,
-    topic_partitions,
-    watermarks,
-)
+from .helpers import DrainStats, KafkaSession, OffsetGapError, StoredOffsets
 
-if TYPE_CHECKING:
-    from pipelines.privacy import PrivacySettings
-
-from .settings import DEFAULT_BATCH_SIZE, EVENTS_TABLE, REJECTED_TABLE
-
-__all__ = ["kafka_source"]
+__all__ = ["kafka_source", "stored_offsets"]
 
 
 @dlt.source(name="kafka", max_table_nesting=0)
 def kafka_source(
-    settings: KafkaSettings,
+    kafka: KafkaSession | None,
     start_from: str | datetime = "earliest",
-    resume_at: dict[TopicPartition, int | None] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    max_messages: int = 5_000_000,
-    max_seconds: float = 600.0,
+    *,
+    resume_from: str | datetime | None = None,
+    check_gaps: bool = True,
+    limits: IngestSettings | None = None,
+    max_messages: int | None = None,
     stats: DrainStats | None = None,
     on_batch: Callable[[DrainStats], None] | None = None,
     privacy: PrivacySettings | None = None,
     suppressed: frozenset[str] = frozenset(),
 ) -> Any:
-    """One bounded drain of `settings.topics`; see the module docstring for the tables."""
-    # imported here: pipelines.privacy reads this package's settings module
-    from pipelines.privacy import drop_suppressed, minimise
+    """One bounded drain of the session's topics; see the module docstring for the tables.
 
+    The resource plans where each partition starts (its stored offsets, `start_from` for new
+    partitions, and with `check_gaps` the gap checks: a gap raises OffsetGapError unless
+    `resume_from` says where to restart), then drains at most `max_messages` messages in all.
+    """
+    limits = limits or IngestSettings()
     stats = stats if stats is not None else DrainStats()
 
     @dlt.resource(name=EVENTS_TABLE, write_disposition="append")
     def tracking_events() -> Iterator[Any]:
+        if kafka is None:
+            raise ValueError("kafka_source needs an open KafkaSession to extract")
         state = dlt.current.resource_state()
-        offsets: dict[str, dict[str, dict[str, Any]]] = state.setdefault("offsets", {})
-        for tp, offset in (resume_at or {}).items():
+        offsets: StoredOffsets = state.setdefault("offsets", {})
+        positions, moved, gaps = kafka.plan(
+            offsets, start_from, check_gaps=check_gaps, resume_from=resume_from
+        )
+        if gaps:
+            raise OffsetGapError(gaps)
+        for tp, offset in moved.items():
             if offset is None:  # the partition is gone: forget it
                 offsets.get(tp.topic, {}).pop(str(tp.partition), None)
             else:
                 offsets.setdefault(tp.topic, {})[str(tp.partition)] = {"next": offset, "fp": None}
+        stats.resumed_partitions += len(moved)
         if not state.get("tables_created"):
             # zero-row tables on the first run, so readers (dbt sources) always find both
             empty_accepted, empty_rejected = validate(messages_table([]))
@@ -78,49 +78,41 @@ def kafka_source(
             yield dlt.mark.with_table_name(with_load_id(empty_rejected), REJECTED_TABLE)
             state["tables_created"] = True
 
-        consumer = connect(settings)
-        try:
-            tps = topic_partitions(consumer, settings)
-            begin, end = watermarks(consumer, tps, settings.bootstrap_servers)
-            fresh = [tp for tp in tps if str(tp.partition) not in offsets.get(tp.topic, {})]
-            starts = initial_offsets(consumer, fresh, start_from, begin, end)
-            for tp in tps:
-                if tp not in starts:
-                    starts[tp] = int(offsets[tp.topic][str(tp.partition)]["next"])
-            positions = [PartitionPosition(tp, starts[tp], end[tp]) for tp in tps]
-            for messages, last in drain(
-                consumer,
-                positions,
-                stats,
-                batch_size=batch_size,
-                max_messages=max_messages,
-                max_seconds=max_seconds,
-                servers=settings.bootstrap_servers,
-            ):
-                accepted, rejected = validate(messages)
-                if privacy is not None:
-                    accepted = minimise(accepted, privacy)
-                    accepted, rejected, erased = drop_suppressed(
-                        accepted, rejected, set(suppressed), privacy
-                    )
-                    stats.suppressed += erased
-                accepted, rejected = with_load_id(accepted), with_load_id(rejected)
-                stats.accepted += accepted.num_rows
-                stats.rejected += rejected.num_rows
-                stats.event_days.update(event_days(accepted))
-                if accepted.num_rows:
-                    yield accepted
-                if rejected.num_rows:
-                    yield dlt.mark.with_table_name(rejected, REJECTED_TABLE)
-                # advanced in the same extract as the rows: saved with the load or not at all
-                for tp, (nxt, fp) in last.items():
-                    offsets.setdefault(tp.topic, {})[str(tp.partition)] = {"next": nxt, "fp": fp}
-                if on_batch:
-                    on_batch(stats)
-        finally:
-            consumer.close()
+        for messages, last in kafka.drain(
+            positions,
+            stats,
+            batch_size=limits.batch_size,
+            max_messages=max_messages or limits.max_messages,
+            max_seconds=limits.max_seconds,
+        ):
+            accepted, rejected = validate(messages, limits.max_event_bytes)
+            if privacy is not None:
+                accepted = minimise(accepted, privacy)
+                accepted, rejected, erased = drop_suppressed(
+                    accepted, rejected, suppressed, privacy
+                )
+                stats.suppressed += erased
+            accepted, rejected = with_load_id(accepted), with_load_id(rejected)
+            stats.accepted += accepted.num_rows
+            stats.rejected += rejected.num_rows
+            stats.event_days.update(event_days(accepted))
+            if accepted.num_rows:
+                yield accepted
+            if rejected.num_rows:
+                yield dlt.mark.with_table_name(rejected, REJECTED_TABLE)
+            # advanced in the same extract as the rows: saved with the load or not at all
+            for tp, (nxt, fp) in last.items():
+                offsets.setdefault(tp.topic, {})[str(tp.partition)] = {"next": nxt, "fp": fp}
+            if on_batch:
+                on_batch(stats)
 
     return tracking_events
+
+
+def stored_offsets(pipeline: dlt.Pipeline) -> StoredOffsets:
+    """The offsets the pipeline's state holds (what the last committed load saved)."""
+    state = pipeline.state.get("sources", {}).get("kafka", {})
+    return dict(state.get("resources", {}).get(EVENTS_TABLE, {}).get("offsets", {}))
 
 
 def with_load_id(table: pa.Table) -> pa.Table:

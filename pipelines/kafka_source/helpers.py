@@ -1,4 +1,6 @@
-"""Kafka plumbing for the source: connecting, positioning, gap checks, draining, committing."""
+"""Kafka plumbing of the source: one consumer per run that connects, plans positions (with the
+gap checks), drains, and finally mirrors the loaded offsets into the consumer group.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +8,12 @@ import hashlib
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -20,17 +21,19 @@ from kafka.structs import OffsetAndMetadata
 
 from pipelines.config import KafkaSettings
 from pipelines.events import MESSAGE_SCHEMA
+from pipelines.gaps import Gap
 
 from .settings import (
     CONNECT_ATTEMPTS,
     CONNECT_BACKOFF_S,
     CONSUMER_DEFAULTS,
     EMPTY_POLLS_TO_STOP,
-    GAPS_TABLE,
     POLL_TIMEOUT_MS,
-    RAW_DATASET,
     REACHABLE_TIMEOUT_MS,
 )
+
+# stored offsets, as the dlt state keeps them: topic -> partition -> {"next": int, "fp": str}
+StoredOffsets = dict[str, dict[str, dict[str, Any]]]
 
 
 class IngestError(RuntimeError):
@@ -58,30 +61,12 @@ RESUME_HINT = (
 )
 
 
-def tp_key(tp: TopicPartition) -> tuple[str, str]:
-    return tp.topic, str(tp.partition)
-
-
 def fingerprint(timestamp_ms: int | None, value: bytes | None) -> str:
     """Identity of one record, to notice a topic that was recreated under the same offsets."""
     h = hashlib.blake2b(digest_size=8)
     h.update(str(timestamp_ms).encode())
     h.update(value if value is not None else b"\x00tombstone")
     return h.hexdigest()
-
-
-@dataclass
-class Gap:
-    topic: str
-    partition: int
-    kind: str  # retention | offsets_reset | topic_recreated | partition_missing
-    expected_offset: int
-    log_start: int | None
-    log_end: int | None
-    detail: str
-
-    def describe(self) -> str:
-        return f"{self.topic}[{self.partition}]: {self.detail}"
 
 
 @dataclass
@@ -98,6 +83,7 @@ class DrainStats:
     rejected: int = 0
     batches: int = 0
     suppressed: int = 0  # rows of erased people dropped at ingestion
+    resumed_partitions: int = 0  # partitions restarted past a recorded gap (--resume-from)
     stopped_because: str = ""
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     event_days: set[date] = field(default_factory=set)  # days of accepted events (late data)
@@ -130,30 +116,6 @@ def connect(settings: KafkaSettings, **overrides: Any) -> KafkaConsumer:
     )
 
 
-def topic_partitions(consumer: KafkaConsumer, settings: KafkaSettings) -> list[TopicPartition]:
-    tps: list[TopicPartition] = []
-    for topic in settings.topics:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            raise IngestError(
-                f"topic {topic!r} does not exist on {settings.bootstrap_servers}; "
-                "produce to it first or set TRACKING_TOPIC"
-            )
-        tps.extend(TopicPartition(topic, p) for p in sorted(parts))
-    return tps
-
-
-def watermarks(
-    consumer: KafkaConsumer, tps: list[TopicPartition], servers: str
-) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
-    try:
-        return consumer.beginning_offsets(tps), consumer.end_offsets(tps)
-    except KafkaError as exc:
-        raise BrokerUnavailable(
-            f"KAFKA_BOOTSTRAP_SERVERS={servers} stopped answering ({type(exc).__name__})"
-        ) from exc
-
-
 def parse_start(spec: str) -> str | datetime:
     """'earliest' | 'latest' | an ISO-8601 time."""
     if spec in ("earliest", "latest"):
@@ -167,44 +129,26 @@ def parse_start(spec: str) -> str | datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def initial_offsets(
-    consumer: KafkaConsumer,
-    tps: list[TopicPartition],
-    start: str | datetime,
-    begin: dict[TopicPartition, int],
-    end: dict[TopicPartition, int],
-) -> dict[TopicPartition, int]:
-    """Where partitions that have never been loaded start."""
-    if not tps:
-        return {}
-    if start == "earliest":
-        return {tp: begin[tp] for tp in tps}
-    if start == "latest":
-        return {tp: end[tp] for tp in tps}
-    assert isinstance(start, datetime)
-    found = consumer.offsets_for_times({tp: int(start.timestamp() * 1000) for tp in tps})
-    # no message at or after the time: start at the end, so only newer messages load
-    return {tp: (found[tp].offset if found.get(tp) else end[tp]) for tp in tps}
-
-
 def check_positions(
-    settings: KafkaSettings,
-    stored: dict[str, dict[str, dict[str, Any]]],
+    topics: tuple[str, ...],
+    stored: StoredOffsets,
     tps: list[TopicPartition],
     begin: dict[TopicPartition, int],
     end: dict[TopicPartition, int],
+    verify: Callable[[dict[TopicPartition, dict[str, Any]]], list[Gap]] | None = None,
 ) -> list[Gap]:
     """Compare stored offsets with what the broker holds now.
 
     Below the log start means retention deleted unloaded messages. Otherwise the last loaded
-    record must still be at `next - 1` with the same fingerprint; a missing or different
-    record means the broker lost its data or the topic was recreated.
+    record must still be at `next - 1` with the same fingerprint (`verify` reads those
+    records); a missing or different record means the broker lost its data or the topic was
+    recreated.
     """
     gaps: list[Gap] = []
     known = set(tps)
-    verify: dict[TopicPartition, dict[str, Any]] = {}
+    to_verify: dict[TopicPartition, dict[str, Any]] = {}
     for topic, parts in stored.items():
-        if topic not in settings.topics:
+        if topic not in topics:
             continue
         for part, pos in parts.items():
             tp = TopicPartition(topic, int(part))
@@ -235,37 +179,18 @@ def check_positions(
                     )
                 )
             elif nxt > begin[tp] and pos.get("fp"):
-                verify[tp] = pos
-    if verify:
-        gaps.extend(_verify_last_records(settings, verify, begin, end))
+                to_verify[tp] = pos
+    if to_verify and verify is not None:
+        gaps.extend(verify(to_verify))
     return gaps
 
 
-def _verify_last_records(
-    settings: KafkaSettings,
+def _last_record_gaps(
+    seen: dict[TopicPartition, Any],
     verify: dict[TopicPartition, dict[str, Any]],
     begin: dict[TopicPartition, int],
     end: dict[TopicPartition, int],
 ) -> list[Gap]:
-    consumer = connect(settings)
-    try:
-        consumer.assign(list(verify))
-        for tp, pos in verify.items():
-            consumer.seek(tp, int(pos["next"]) - 1)
-        seen: dict[TopicPartition, Any] = {}
-        empty = 0
-        deadline = time.monotonic() + 15
-        while len(seen) < len(verify) and empty < 3 and time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=len(verify) * 500)
-            if not batch:
-                empty += 1
-                continue
-            for tp, records in batch.items():
-                if tp not in seen and records:
-                    seen[tp] = records[0]
-                    consumer.pause(tp)
-    finally:
-        consumer.close()
     gaps = []
     for tp, pos in verify.items():
         nxt = int(pos["next"])
@@ -299,55 +224,187 @@ def _verify_last_records(
     return gaps
 
 
-def record_gaps(warehouse: Path, pipeline_name: str, gaps: list[Gap]) -> None:
-    """Write detected gaps to raw.ingestion_gaps (outside dlt: the run itself fails)."""
-    warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(warehouse)) as con:
-        con.execute(f"create schema if not exists {RAW_DATASET}")
-        con.execute(
-            f"""create table if not exists {RAW_DATASET}.{GAPS_TABLE} (
-                detected_at timestamptz, pipeline_name varchar, topic varchar,
-                partition integer, kind varchar, expected_offset bigint, log_start bigint,
-                log_end bigint, detail varchar, resolved_at timestamptz, resolution varchar)"""
-        )
-        now = datetime.now(UTC)
-        con.executemany(
-            f"insert into {RAW_DATASET}.{GAPS_TABLE} "
-            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, null, null)",
-            [
-                [
-                    now,
-                    pipeline_name,
-                    g.topic,
-                    g.partition,
-                    g.kind,
-                    g.expected_offset,
-                    g.log_start,
-                    g.log_end,
-                    g.detail,
-                ]
-                for g in gaps
-            ],
+class KafkaSession:
+    """The one consumer of an ingestion run, from planning to the consumer-group commit.
+
+    Use as a context manager; every method raises BrokerUnavailable (a one-line reason) when
+    the brokers stop answering.
+    """
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self.consumer = connect(settings)
+        self._partitions: list[TopicPartition] | None = None
+
+    def __enter__(self) -> KafkaSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def partitions(self) -> list[TopicPartition]:
+        """Every partition of the configured topics (asked once per run)."""
+        if self._partitions is None:
+            tps: list[TopicPartition] = []
+            for topic in self.settings.topics:
+                parts = self.consumer.partitions_for_topic(topic)
+                if not parts:
+                    raise IngestError(
+                        f"topic {topic!r} does not exist on {self.settings.bootstrap_servers}; "
+                        "produce to it first or set TRACKING_TOPIC"
+                    )
+                tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+            self._partitions = tps
+        return self._partitions
+
+    def watermarks(
+        self, tps: list[TopicPartition]
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        try:
+            return self.consumer.beginning_offsets(tps), self.consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise BrokerUnavailable(
+                f"KAFKA_BOOTSTRAP_SERVERS={self.settings.bootstrap_servers} stopped answering "
+                f"({type(exc).__name__})"
+            ) from exc
+
+    def plan(
+        self,
+        stored: StoredOffsets,
+        start_from: str | datetime,
+        *,
+        check_gaps: bool,
+        resume_from: str | datetime | None = None,
+    ) -> tuple[list[PartitionPosition], dict[TopicPartition, int | None], list[Gap]]:
+        """Where this part starts reading each partition.
+
+        Returns (positions, moved, gaps): `moved` holds the partitions whose stored offset a
+        resume replaces (None: the partition is gone, forget it); `gaps` is non-empty only when
+        gaps were found and no resume was asked for (then nothing may be read).
+        """
+        tps = self.partitions()
+        begin, end = self.watermarks(tps)
+        moved: dict[TopicPartition, int | None] = {}
+        if check_gaps and stored:
+            gaps = check_positions(
+                self.settings.topics,
+                stored,
+                tps,
+                begin,
+                end,
+                verify=lambda pending: self._verify_last_records(pending, begin, end),
+            )
+            if gaps and resume_from is None:
+                return [], {}, gaps
+            if gaps:
+                gap_tps = [TopicPartition(g.topic, g.partition) for g in gaps]
+                live = [tp for tp in gap_tps if tp in begin]
+                targets = self.initial_offsets(live, resume_from or "earliest", begin, end)
+                moved = {tp: targets.get(tp) for tp in gap_tps}
+        known = {
+            TopicPartition(topic, int(part)): int(pos["next"])
+            for topic, parts in stored.items()
+            for part, pos in parts.items()
+        }
+        known.update({tp: o for tp, o in moved.items() if o is not None})
+        fresh = [tp for tp in tps if tp not in known]
+        starts = self.initial_offsets(fresh, start_from, begin, end)
+        starts.update({tp: known[tp] for tp in tps if tp in known})
+        return [PartitionPosition(tp, starts[tp], end[tp]) for tp in tps], moved, []
+
+    def initial_offsets(
+        self,
+        tps: list[TopicPartition],
+        start: str | datetime,
+        begin: dict[TopicPartition, int],
+        end: dict[TopicPartition, int],
+    ) -> dict[TopicPartition, int]:
+        """Where partitions that have never been loaded start."""
+        if not tps:
+            return {}
+        if start == "earliest":
+            return {tp: begin[tp] for tp in tps}
+        if start == "latest":
+            return {tp: end[tp] for tp in tps}
+        assert isinstance(start, datetime)
+        found = self.consumer.offsets_for_times({tp: int(start.timestamp() * 1000) for tp in tps})
+        # no message at or after the time: start at the end, so only newer messages load
+        return {tp: (found[tp].offset if found.get(tp) else end[tp]) for tp in tps}
+
+    def _verify_last_records(
+        self,
+        verify: dict[TopicPartition, dict[str, Any]],
+        begin: dict[TopicPartition, int],
+        end: dict[TopicPartition, int],
+    ) -> list[Gap]:
+        """Read the last loaded record of each partition back (same offset, same content?)."""
+        tps = list(verify)
+        self.consumer.assign(tps)
+        for tp, pos in verify.items():
+            self.consumer.seek(tp, int(pos["next"]) - 1)
+        seen: dict[TopicPartition, Any] = {}
+        empty = 0
+        deadline = time.monotonic() + 15
+        while len(seen) < len(verify) and empty < 3 and time.monotonic() < deadline:
+            batch = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=len(verify) * 500)
+            if not batch:
+                empty += 1
+                continue
+            for tp, records in batch.items():
+                if tp not in seen and records:
+                    seen[tp] = records[0]
+                    self.consumer.pause(tp)
+        self.consumer.resume(*tps)
+        return _last_record_gaps(seen, verify, begin, end)
+
+    def drain(
+        self,
+        positions: list[PartitionPosition],
+        stats: DrainStats,
+        *,
+        batch_size: int,
+        max_messages: int,
+        max_seconds: float,
+    ) -> Iterator[tuple[pa.Table, dict[TopicPartition, tuple[int, str]]]]:
+        """See `drain`."""
+        return drain(
+            self.consumer,
+            positions,
+            stats,
+            batch_size=batch_size,
+            max_messages=max_messages,
+            max_seconds=max_seconds,
+            servers=self.settings.bootstrap_servers,
         )
 
+    def commit(self, offsets: dict[TopicPartition, int]) -> str | None:
+        """Mirror loaded offsets into the consumer group (for lag tools); an error or None."""
+        if not offsets:
+            return None
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            return None
+        except KafkaError as exc:
+            return f"could not commit offsets to group {self.settings.consumer_group}: {exc}"
 
-def resolve_gaps(warehouse: Path, pipeline_name: str, resolution: str) -> int:
-    if not warehouse.exists():
-        return 0
-    with duckdb.connect(str(warehouse)) as con:
-        exists = con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? "
-            "and table_name = ?",
-            [RAW_DATASET, GAPS_TABLE],
-        ).fetchone()
-        if not exists or not exists[0]:
-            return 0
-        rows = con.execute(
-            f"update {RAW_DATASET}.{GAPS_TABLE} set resolved_at = ?, resolution = ? "
-            "where resolved_at is null and pipeline_name = ? returning 1",
-            [datetime.now(UTC), resolution, pipeline_name],
-        ).fetchall()
-        return len(rows)
+    def lag(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Messages left after `offsets`, per partition ({} when the brokers do not answer)."""
+        if not offsets:
+            return {}
+        try:
+            end = self.consumer.end_offsets(list(offsets))
+        except KafkaError:
+            return {}
+        # Tansu's end offsets can trail the true end by a batch: clamp at zero
+        return {tp: max(0, end[tp] - o) for tp, o in offsets.items()}
 
 
 def drain(
@@ -501,38 +558,3 @@ def _ensure_reachable(consumer: KafkaConsumer, tps: list[TopicPartition], server
             f"KAFKA_BOOTSTRAP_SERVERS={servers} stopped answering mid-drain "
             f"({type(exc).__name__}); nothing from this run was loaded, offsets unchanged"
         ) from exc
-
-
-def commit_group_offsets(settings: KafkaSettings, offsets: dict[TopicPartition, int]) -> str | None:
-    """Mirror loaded offsets into the consumer group (for lag tools). Returns an error or None."""
-    if not offsets:
-        return None
-    try:
-        consumer = connect(settings)
-    except BrokerUnavailable as exc:
-        return str(exc)
-    try:
-        consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
-        return None
-    except KafkaError as exc:
-        return f"could not commit offsets to group {settings.consumer_group}: {exc}"
-    finally:
-        consumer.close()
-
-
-def remaining_lag(
-    settings: KafkaSettings, offsets: dict[TopicPartition, int]
-) -> dict[TopicPartition, int]:
-    if not offsets:
-        return {}
-    consumer = connect(settings)
-    try:
-        end = consumer.end_offsets(list(offsets))
-    finally:
-        consumer.close()
-    # Tansu's end offsets can trail the true end by a batch: clamp at zero
-    return {tp: max(0, end[tp] - o) for tp, o in offsets.items()}
-
-
-def utc_from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -1,21 +1,6 @@
-"""Constants of the Kafka source (no logic, no environment reads)."""
+"""Constants of the Kafka source (no logic, no environment reads; run limits: pipelines.config)."""
 
 from typing import Final
-
-RAW_DATASET: Final = "raw"
-EVENTS_TABLE: Final = "tracking_events"
-REJECTED_TABLE: Final = "tracking_events_rejected"
-GAPS_TABLE: Final = "ingestion_gaps"
-PIPELINE_NAME: Final = "trackflow_kafka"
-
-# records per Arrow micro-batch; one dlt item each, so memory stays flat however long the drain
-DEFAULT_BATCH_SIZE: Final = 50_000
-# a run stops after this many messages (the rest waits for the next run)
-DEFAULT_MAX_MESSAGES: Final = 5_000_000
-DEFAULT_MAX_SECONDS: Final = 600.0
-# a long drain is loaded in parts of this many messages, each committed with its offsets, so
-# memory and the pending package stay the same size however large the backlog
-DEFAULT_MESSAGES_PER_LOAD: Final = 250_000
 
 POLL_TIMEOUT_MS: Final = 1_000
 # consecutive empty polls that mean "caught up" while below the end offsets captured at start

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import vl_convert as vlc
 
-from pipelines.config import duckdb_path
+from pipelines.dbt import DBT_PROJECT_DIR
+from pipelines.names import ANALYTICS, SESSIONS_MART
 from pipelines.report import charts, page
 from pipelines.report.quality import (
     dbt_checks,
@@ -20,7 +20,7 @@ from pipelines.report.quality import (
     warehouse_checks,
 )
 from pipelines.report.warehouse import (
-    Warehouse,
+    Reader,
     channel_platform_sessions,
     channels,
     declared_funnels,
@@ -31,9 +31,8 @@ from pipelines.report.warehouse import (
     period,
     sessions_daily,
 )
+from pipelines.warehouse import Warehouse, WarehouseError, open_warehouse
 
-REPO = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = REPO / "dbt_project"
 REPORT_NAME = "report.html"
 
 
@@ -45,20 +44,20 @@ class ReportError(RuntimeError):
 class ReportSummary:
     path: Path  # the HTML file
     has_data: bool
-    headline: dict[str, Any]  # sessions, users, rates, rejected_rate, checks_failed, ...
+    headline: dict[str, Any]  # sessions, users, rates, all_time_rejected_rate, checks_failed...
     markdown: str  # a small preview table for Dagster (MetadataValue.md)
     funnel_png: bytes | None = None  # the main funnel chart, for Dagster's preview
     funnel_png_path: Path | None = None
     data: dict[str, Any] = field(default_factory=dict, repr=False)  # what the page embeds
 
 
-def default_output(warehouse: Path | None = None) -> Path:
-    """report.html next to the warehouse (data/report.html by default)."""
-    return (warehouse or duckdb_path()).parent / REPORT_NAME
+def default_output(warehouse: Warehouse | None = None) -> Path:
+    """report.html in the warehouse's local directory (data/report.html by default)."""
+    return (warehouse or open_warehouse()).local_dir() / REPORT_NAME
 
 
 def build_report(
-    warehouse: Path | None = None,
+    warehouse: Warehouse | None = None,
     output: Path | None = None,
     checks: list[dict[str, Any]] | None = None,
     *,
@@ -66,7 +65,7 @@ def build_report(
     dbt_project_dir: Path | None = DBT_PROJECT_DIR,
     now: datetime | None = None,
 ) -> ReportSummary:
-    """Write the report for `warehouse` (DUCKDB_PATH) to `output` (report.html beside it).
+    """Write the report for `warehouse` (the configured one) to `output` (report.html beside it).
 
     `checks` are check results from the caller (Dagster), each a dict with at least `name` and
     `passed` (optional: source, asset, severity, actual, threshold, detail, ran_at). dbt test
@@ -74,7 +73,7 @@ def build_report(
     own evidence (ingestion gaps) is always checked. A warehouse without data gives a page that
     says so. Raises ReportError if the warehouse cannot be read.
     """
-    warehouse = (warehouse or duckdb_path()).resolve()
+    warehouse = warehouse or open_warehouse()
     output = (output or default_output(warehouse)).resolve()
     now = now or datetime.now(UTC)
     data = collect(warehouse, now, checks, dbt_run_results, dbt_project_dir)
@@ -102,7 +101,7 @@ def build_report(
 
 
 def collect(
-    warehouse: Path,
+    warehouse: Warehouse,
     now: datetime,
     checks: list[dict[str, Any]] | None = None,
     dbt_run_results: Path | None = None,
@@ -112,7 +111,7 @@ def collect(
     data: dict[str, Any] = {
         "version": 1,
         "generated_at": now.astimezone(UTC).isoformat(),
-        "warehouse": str(warehouse),
+        "warehouse": warehouse.describe().removeprefix("warehouse "),
         "has_data": False,
         "empty_reason": None,
         "period": None,
@@ -126,47 +125,53 @@ def collect(
     }
     extra = given_checks(checks) + dbt_checks(dbt_run_results)
     if not warehouse.exists():
-        data["empty_reason"] = f"The warehouse {warehouse} does not exist yet."
+        data["empty_reason"] = f"The {warehouse.describe()} does not exist yet."
         data["quality"] = {**empty_quality(), "checks": extra}
         return data
     try:
-        con = duckdb.connect(str(warehouse), read_only=True)
-    except duckdb.Error as exc:
-        first = str(exc).splitlines()[0]
+        with warehouse.connect(read_only=True) as sql:
+            return _collect(Reader(sql), data, now, extra, dbt_project_dir)
+    except WarehouseError as exc:
         raise ReportError(
-            f"cannot read the warehouse {warehouse}: {first}; if another process is writing "
-            "it (ingest, dbt), try again when it is done"
+            f"cannot read the {exc}; if another process is writing it (ingest, dbt), try again "
+            "when it is done"
         ) from None
-    try:
-        wh = Warehouse(con)
-        q = quality(wh, now)
-        q["checks"] = extra + warehouse_checks(wh, q)
-        data["quality"] = q
-        missing = missing_marts(wh)
-        if missing:
-            data["empty_reason"] = (
-                "The marts are not built yet (missing: "
-                + ", ".join(f"analytics.{m}" for m in missing)
-                + ")."
-            )
-            return data
-        sessions = con.execute("select count(*) from analytics.fct_sessions").fetchone()
-        if not sessions or not sessions[0]:
-            data["empty_reason"] = "analytics.fct_sessions has no sessions yet."
-            return data
-        data.update(
-            has_data=True,
-            period=period(wh),
-            headline=headline(wh),
-            funnels=funnels(wh, declared_funnels(dbt_project_dir)),
-            sessions_daily=sessions_daily(wh),
-            landing_pages=landing_pages(wh),
-            channels=channels(wh),
-            channel_platform_sessions=channel_platform_sessions(wh),
+
+
+def _collect(
+    wh: Reader,
+    data: dict[str, Any],
+    now: datetime,
+    extra: list[dict[str, Any]],
+    dbt_project_dir: Path | None,
+) -> dict[str, Any]:
+    """Everything the page shows when the warehouse can be read (`data` filled in)."""
+    q = quality(wh, now)
+    q["checks"] = extra + warehouse_checks(wh, q)
+    data["quality"] = q
+    missing = missing_marts(wh)
+    if missing:
+        data["empty_reason"] = (
+            "The marts are not built yet (missing: "
+            + ", ".join(f"analytics.{m}" for m in missing)
+            + ")."
         )
         return data
-    finally:
-        con.close()
+    sessions = wh.sql.scalar(f"select count(*) from {ANALYTICS}.{SESSIONS_MART}")
+    if not sessions:
+        data["empty_reason"] = "analytics.fct_sessions has no sessions yet."
+        return data
+    data.update(
+        has_data=True,
+        period=period(wh),
+        headline=headline(wh),
+        funnels=funnels(wh, declared_funnels(dbt_project_dir)),
+        sessions_daily=sessions_daily(wh),
+        landing_pages=landing_pages(wh),
+        channels=channels(wh),
+        channel_platform_sessions=channel_platform_sessions(wh),
+    )
+    return data
 
 
 def chart_specs(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -195,7 +200,7 @@ def headline_numbers(data: dict[str, Any]) -> dict[str, Any]:
     checks = q.get("checks", [])
     out: dict[str, Any] = {
         "has_data": data["has_data"],
-        "rejected_rate": q.get("rejected_rate"),
+        "all_time_rejected_rate": q.get("all_time_rejected_rate"),
         "last_load_at": q.get("last_load_at"),
         "checks_passed": sum(c["passed"] for c in checks),
         "checks_failed": sum(not c["passed"] for c in checks),
@@ -226,7 +231,7 @@ def markdown(data: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|---:|",
         f"| {page.number(h['sessions'])} | {page.number(h['users'])} | "
         f"{page.percent(h['bounce_rate'])} | {page.percent(h['engagement_rate'])} | "
-        f"{page.percent(q['rejected_rate'], 2)} |",
+        f"{page.percent(q['all_time_rejected_rate'], 2)} |",
     ]
     main = next((f for f in data["funnels"] if f["entered"]), None)
     if main:

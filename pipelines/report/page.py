@@ -204,9 +204,9 @@ def quality_section(q: dict[str, Any]) -> str:
                 "Kafka to committed load",
             ),
             tile(
-                "rejected",
-                percent(q["rejected_rate"], 2),
-                "rejected_rate",
+                "rejected, all loads",
+                percent(q["all_time_rejected_rate"], 2),
+                "all_time_rejected_rate",
                 f"{number(q['rejected'])} of {number(q['accepted'] + q['rejected'])} messages",
             ),
             tile("open ingestion gaps", number(len(q["open_gaps"])), "open_gaps"),

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.report.warehouse import Warehouse, plain
+from pipelines.names import RAW_DLT_LOADS, RAW_EVENTS, RAW_GAPS, RAW_REJECTED
+from pipelines.report.warehouse import Reader, plain
 
 
 def empty_quality() -> dict[str, Any]:
@@ -20,40 +21,39 @@ def empty_quality() -> dict[str, Any]:
         "load_delay_p95_seconds": None,
         "accepted": 0,
         "rejected": 0,
-        "rejected_rate": None,
+        "all_time_rejected_rate": None,
         "rejected_by_code": [],
         "open_gaps": [],
         "checks": [],
     }
 
 
-def quality(wh: Warehouse, now: datetime) -> dict[str, Any]:
+def quality(wh: Reader, now: datetime) -> dict[str, Any]:
     out = empty_quality()
-    if wh.has("raw._dlt_loads"):
+    if wh.has(RAW_DLT_LOADS):
         out.update(
             wh.one(
                 "select max(inserted_at) as last_load_at, count(*) as loads "
-                "from raw._dlt_loads where status = 0"
+                f"from {RAW_DLT_LOADS} where status = 0"
             )
         )
-    if wh.has("raw.tracking_events"):
+    if wh.has(RAW_EVENTS):
         row = wh.one(
-            "select count(*) as accepted, max(received_at) as newest_received_at "
-            "from raw.tracking_events"
+            f"select count(*) as accepted, max(received_at) as newest_received_at from {RAW_EVENTS}"
         )
         out.update(row)
-        newest = wh.con.execute("select max(received_at) from raw.tracking_events").fetchone()
-        if newest and newest[0] is not None:
-            out["data_age_seconds"] = (now - _utc(newest[0])).total_seconds()
-        if wh.has("raw._dlt_loads") and "_dlt_load_id" in wh.columns("raw.tracking_events"):
+        newest = wh.sql.scalar(f"select max(received_at) from {RAW_EVENTS}")
+        if newest is not None:
+            out["data_age_seconds"] = (now - _utc(newest)).total_seconds()
+        if wh.has(RAW_DLT_LOADS) and "_dlt_load_id" in wh.columns(RAW_EVENTS):
             # how long a message waited in Kafka before its load committed
             out.update(
                 wh.one(
-                    """
+                    f"""
                     with delays as (
                         select epoch(l.inserted_at) - epoch(e._kafka_timestamp) as seconds
-                        from raw.tracking_events as e
-                        join raw._dlt_loads as l on l.load_id = e._dlt_load_id
+                        from {RAW_EVENTS} as e
+                        join {RAW_DLT_LOADS} as l on l.load_id = e._dlt_load_id
                     )
                     select
                         quantile_cont(seconds, 0.5) as load_delay_p50_seconds,
@@ -62,9 +62,9 @@ def quality(wh: Warehouse, now: datetime) -> dict[str, Any]:
                     """
                 )
             )
-    if wh.has("raw.tracking_events_rejected"):
+    if wh.has(RAW_REJECTED):
         by_code = wh.records(
-            "select error_code, count(*) as rejected from raw.tracking_events_rejected "
+            f"select error_code, count(*) as rejected from {RAW_REJECTED} "
             "group by error_code order by rejected desc, error_code"
         )
         rejected = sum(r["rejected"] for r in by_code)
@@ -72,22 +72,22 @@ def quality(wh: Warehouse, now: datetime) -> dict[str, Any]:
         for r in by_code:
             r["rate"] = r["rejected"] / total if total else None
         out["rejected"] = rejected
-        out["rejected_rate"] = rejected / total if total else None
+        out["all_time_rejected_rate"] = rejected / total if total else None
         out["rejected_by_code"] = by_code
     elif out["accepted"]:
-        out["rejected_rate"] = 0.0
-    if wh.has("raw.ingestion_gaps"):
+        out["all_time_rejected_rate"] = 0.0
+    if wh.has(RAW_GAPS):
         out["open_gaps"] = wh.records(
             "select detected_at, topic, partition, kind, expected_offset, log_start, detail "
-            "from raw.ingestion_gaps where resolved_at is null order by detected_at"
+            f"from {RAW_GAPS} where resolved_at is null order by detected_at"
         )
     return out
 
 
-def warehouse_checks(wh: Warehouse, q: dict[str, Any]) -> list[dict[str, Any]]:
+def warehouse_checks(wh: Reader, q: dict[str, Any]) -> list[dict[str, Any]]:
     """Checks whose evidence is in the warehouse itself (Dagster's own come in as `checks`)."""
     checks = []
-    if wh.has("raw.ingestion_gaps"):
+    if wh.has(RAW_GAPS):
         gaps = q["open_gaps"]
         checks.append(
             check(
@@ -97,7 +97,7 @@ def warehouse_checks(wh: Warehouse, q: dict[str, Any]) -> list[dict[str, Any]]:
                 actual=len(gaps),
                 threshold=0,
                 detail=(
-                    f"{len(gaps)} unresolved gap(s) in raw.ingestion_gaps; resume with "
+                    f"{len(gaps)} unresolved gap(s) in {RAW_GAPS}; resume with "
                     "'trackflow ingest --resume-from earliest|TIME'"
                     if gaps
                     else "every partition was read without a gap"

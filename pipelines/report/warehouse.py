@@ -8,9 +8,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
+import yaml  # type: ignore[import-untyped]
 
-MARTS = ("fct_sessions", "dim_users", "fct_funnel_progress", "agg_funnel_daily")
+from pipelines.names import ANALYTICS, FUNNEL_PROGRESS_MART, MARTS
+from pipelines.warehouse import SqlClient
+
 TOP_LANDING_PAGES = 10
 
 
@@ -23,32 +25,23 @@ class FunnelDeclaration:
     step_names: tuple[str, ...]
 
 
-class Warehouse:
-    """A read-only connection with a few helpers; every value comes back JSON-friendly."""
+class Reader:
+    """The warehouse as the report reads it: every value comes back JSON-friendly."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con = con
-        rows = con.execute(
-            "select table_schema, table_name from information_schema.tables"
-        ).fetchall()
-        self.tables = {f"{schema}.{name}" for schema, name in rows}
+    def __init__(self, sql: SqlClient) -> None:
+        self.sql = sql
+        self.tables = sql.tables()
 
     def has(self, table: str) -> bool:
         return table in self.tables
 
     def columns(self, table: str) -> set[str]:
-        schema, name = table.split(".")
-        rows = self.con.execute(
-            "select column_name from information_schema.columns "
-            "where table_schema = ? and table_name = ?",
-            [schema, name],
-        ).fetchall()
-        return {r[0] for r in rows}
+        return set(self.sql.columns(table))
 
     def records(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cur = self.con.execute(sql, list(params))
-        names = [d[0] for d in cur.description]
-        return [{k: plain(v) for k, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+        return [
+            {k: plain(v) for k, v in row.items()} for row in self.sql.records(sql, list(params))
+        ]
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any]:
         rows = self.records(sql, params)
@@ -71,18 +64,18 @@ def plain(value: Any) -> Any:
         return str(value)
 
 
-def missing_marts(wh: Warehouse) -> list[str]:
-    return [m for m in MARTS if not wh.has(f"analytics.{m}")]
+def missing_marts(wh: Reader) -> list[str]:
+    return [m for m in MARTS if not wh.has(f"{ANALYTICS}.{m}")]
 
 
-def period(wh: Warehouse) -> dict[str, Any]:
+def period(wh: Reader) -> dict[str, Any]:
     return wh.one(
         "select min(session_date) as first_date, max(session_date) as last_date, "
         "count(distinct session_date) as days from analytics.fct_sessions"
     )
 
 
-def headline(wh: Warehouse) -> dict[str, Any]:
+def headline(wh: Reader) -> dict[str, Any]:
     row = wh.one(
         """
         select
@@ -103,7 +96,7 @@ def headline(wh: Warehouse) -> dict[str, Any]:
     return {**row, **users}
 
 
-def sessions_daily(wh: Warehouse) -> list[dict[str, Any]]:
+def sessions_daily(wh: Reader) -> list[dict[str, Any]]:
     return wh.records(
         """
         select
@@ -122,7 +115,7 @@ def sessions_daily(wh: Warehouse) -> list[dict[str, Any]]:
     )
 
 
-def landing_pages(wh: Warehouse, limit: int = TOP_LANDING_PAGES) -> list[dict[str, Any]]:
+def landing_pages(wh: Reader, limit: int = TOP_LANDING_PAGES) -> list[dict[str, Any]]:
     # apps have screens, not pages: their landing screen stands in
     return wh.records(
         """
@@ -148,7 +141,7 @@ def landing_pages(wh: Warehouse, limit: int = TOP_LANDING_PAGES) -> list[dict[st
     )
 
 
-def channels(wh: Warehouse) -> list[dict[str, Any]]:
+def channels(wh: Reader) -> list[dict[str, Any]]:
     return wh.records(
         """
         select
@@ -165,7 +158,7 @@ def channels(wh: Warehouse) -> list[dict[str, Any]]:
     )
 
 
-def channel_platform_sessions(wh: Warehouse) -> list[dict[str, Any]]:
+def channel_platform_sessions(wh: Reader) -> list[dict[str, Any]]:
     return wh.records(
         """
         select channel, coalesce(platform, 'unknown') as platform, count(*) as sessions
@@ -180,14 +173,11 @@ def declared_funnels(dbt_project_dir: Path | None) -> list[FunnelDeclaration]:
     """Funnels from dbt_project.yml (so a declared funnel without attempts still shows)."""
     if dbt_project_dir is None or not (dbt_project_dir / "dbt_project.yml").exists():
         return []
-    try:
-        import yaml  # type: ignore[import-untyped]  # installed with dbt-core
-    except ImportError:  # pragma: no cover
-        return []
     config = yaml.safe_load((dbt_project_dir / "dbt_project.yml").read_text()) or {}
     out = []
     for f in (config.get("vars") or {}).get("funnels__definitions") or []:
         steps = [s.get("name", "") for s in f.get("steps") or []]
+        # dbt's funnel_position_names labels the positions the same way (a test compares them)
         if f.get("order") == "any":
             steps = [f"steps_{k}_of_{len(steps)}" for k in range(1, len(steps) + 1)]
         out.append(
@@ -202,7 +192,7 @@ def declared_funnels(dbt_project_dir: Path | None) -> list[FunnelDeclaration]:
     return out
 
 
-def funnels(wh: Warehouse, declared: list[FunnelDeclaration]) -> list[dict[str, Any]]:
+def funnels(wh: Reader, declared: list[FunnelDeclaration]) -> list[dict[str, Any]]:
     """Each funnel: steps with counts and conversion, medians, breakdown by platform/channel."""
     seen = wh.records(
         """
@@ -224,7 +214,7 @@ def funnels(wh: Warehouse, declared: list[FunnelDeclaration]) -> list[dict[str, 
     step_columns = sorted(
         (
             c
-            for c in wh.columns("analytics.fct_funnel_progress")
+            for c in wh.columns(f"{ANALYTICS}.{FUNNEL_PROGRESS_MART}")
             if c.startswith("step_") and c.endswith("_at") and c[5:-3].isdigit()
         ),
         key=lambda c: int(c[5:-3]),
@@ -248,7 +238,7 @@ def funnels(wh: Warehouse, declared: list[FunnelDeclaration]) -> list[dict[str, 
 
 
 def _funnel(
-    wh: Warehouse,
+    wh: Reader,
     name: str,
     *,
     scope: str | None,
@@ -334,7 +324,7 @@ def _funnel(
 
 
 def _median_seconds_to_reach(
-    wh: Warehouse, name: str, step_columns: list[str]
+    wh: Reader, name: str, step_columns: list[str]
 ) -> dict[int, float | None]:
     if not step_columns:
         return {}

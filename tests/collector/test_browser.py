@@ -6,10 +6,8 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from starlette.applications import Starlette
@@ -22,6 +20,7 @@ from pipelines.broker import EmbeddedBroker, free_port
 from pipelines.collector.server import STATIC_DIR
 from pipelines.config import KafkaSettings
 from pipelines.ingest import ingest
+from pipelines.warehouse import Warehouse
 from tests.collector.conftest import collector_settings
 from tests.collector.helpers import (
     WEB_KEY,
@@ -31,6 +30,7 @@ from tests.collector.helpers import (
     events,
     wait_for_events,
 )
+from tests.helpers import query, scalar
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -109,7 +109,7 @@ def clicks(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_demo_page_click_reaches_duckdb(
-    context: BrowserContext, broker: EmbeddedBroker, topic: str, warehouse: Path
+    context: BrowserContext, broker: EmbeddedBroker, topic: str, warehouse: Warehouse
 ) -> None:
     settings = collector_settings(broker.bootstrap, topic)
     with LiveCollector(settings) as live:
@@ -133,13 +133,13 @@ def test_demo_page_click_reaches_duckdb(
 
     result = ingest(KafkaSettings(bootstrap_servers=broker.bootstrap, topics=(topic,)), warehouse)
     assert result.rejected == 0
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        rows = con.execute(
-            """
-            select message_id, anonymous_id, json_extract_string(properties, '$.buttonId')
-            from raw.tracking_events where event = 'button_click'
-            """
-        ).fetchall()
+    rows = query(
+        warehouse,
+        """
+        select message_id, anonymous_id, json_extract_string(properties, '$.buttonId')
+        from raw.tracking_events where event = 'button_click'
+        """,
+    )
     assert rows == [(click["messageId"], anonymous_id, "myButton")]
 
 
@@ -207,7 +207,7 @@ def test_collector_outage_during_click_delivers_once_after_it_returns(
     context: BrowserContext,
     broker: EmbeddedBroker,
     topic: str,
-    warehouse: Path,
+    warehouse: Warehouse,
     collector_port: int,
     shop_factory: Callable[..., Shop],
 ) -> None:
@@ -240,9 +240,8 @@ def test_collector_outage_during_click_delivers_once_after_it_returns(
     assert len(clicks(found)) == 1
     result = ingest(KafkaSettings(bootstrap_servers=broker.bootstrap, topics=(topic,)), warehouse)
     assert (result.loaded, result.rejected) == (2, 0)
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        n = con.execute("select count(*) from raw.tracking_events where event = 'button_click'")
-        assert n.fetchall() == [(1,)]
+    n = scalar(warehouse, "select count(*) from raw.tracking_events where event = 'button_click'")
+    assert n == 1
 
 
 def test_offline_queue_survives_a_reload(

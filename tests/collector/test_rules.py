@@ -7,10 +7,10 @@ import re
 import pytest
 
 from pipelines.collector.auth import key_from_authorization
-from pipelines.collector.enrich import enrich, partition_key, truncate_ip, utc_now_iso
+from pipelines.collector.enrich import enrich, partition_key, utc_now_iso
 from pipelines.collector.metrics import Metrics
-from pipelines.collector.settings import CollectorSettings, SettingsError, parse_write_keys
 from pipelines.collector.validation import validate_event
+from pipelines.config import CollectorSettings, SettingsError
 from tests.collector.helpers import basic
 
 pytestmark = pytest.mark.timeout(30)
@@ -68,13 +68,6 @@ def test_type_and_call_specific_requirements() -> None:
     assert fields({"type": "track", "event": "x", "anonymousId": "a", "messageId": None}) == set()
 
 
-def test_ip_truncation() -> None:
-    assert truncate_ip("203.0.113.77") == "203.0.113.0"
-    assert truncate_ip("2001:db8:85a3:1234:5678:8a2e:370:7334") == "2001:db8:85a3::"
-    assert truncate_ip("::ffff:198.51.100.9") == "198.51.100.0"
-    assert truncate_ip("not an ip") is None
-
-
 def test_enrich_stamps_and_cleans() -> None:
     event = {"type": "track", "event": "x", "anonymousId": 12, "writeKey": "secret"}
     out = enrich(
@@ -121,7 +114,8 @@ def test_enrich_keeps_client_fields_and_honours_ip_mode() -> None:
 
 
 def test_write_keys_and_settings_from_env() -> None:
-    assert parse_write_keys("k1, web:k2,,ios:k3") == {"k1": "source1", "k2": "web", "k3": "ios"}
+    keys = CollectorSettings.from_env({"COLLECTOR_WRITE_KEYS": "k1, web:k2,,ios:k3"}).write_keys
+    assert keys == {"k1": "source1", "k2": "web", "k3": "ios"}
     with pytest.raises(SettingsError, match="COLLECTOR_WRITE_KEYS is empty"):
         CollectorSettings.from_env({})
     s = CollectorSettings.from_env(

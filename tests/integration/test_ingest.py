@@ -10,7 +10,7 @@ from kafka import KafkaAdminClient, TopicPartition
 from pipelines.generator import generate
 from pipelines.ingest import ingest
 from pipelines.producer import produce
-from tests.helpers import query, scalar, settings_for
+from tests.helpers import limits, query, scalar, settings_for
 
 
 def test_ingest_matches_ground_truth(broker, make_topic, warehouse: Path) -> None:
@@ -74,7 +74,7 @@ def test_drain_stopped_by_max_messages_resumes_without_gaps(broker, make_topic, 
 
     runs = []
     while True:
-        r = ingest(settings, warehouse, max_messages=700, batch_size=300)
+        r = ingest(settings, warehouse, limits=limits(max_messages=700, batch_size=300))
         runs.append(r)
         if r.messages == 0:
             break
@@ -102,8 +102,7 @@ def test_long_drain_is_loaded_in_parts(broker, make_topic, warehouse) -> None:
     result = ingest(
         settings,
         warehouse,
-        messages_per_load=1_000,
-        batch_size=400,
+        limits=limits(messages_per_load=1_000, batch_size=400),
         on_phase=lambda name: parts.append(name) if name == "load" else None,
     )
 

@@ -1,16 +1,17 @@
 """Fixtures of the Dagster tests.
 
-Importing orchestration.project re-parses the dbt project when any of its files is newer than
-the manifest, so models and tests added since the last parse are in the graph.
+Importing orchestration.definitions re-parses the dbt project when any of its files is newer
+than the manifest, so models and tests added since the last parse are in the graph.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import pytest
+
+from pipelines.warehouse import DuckDBFile
 
 
 @pytest.fixture(scope="module")
@@ -21,5 +22,5 @@ def dagster_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dg.Da
 
 
 @pytest.fixture(scope="module")
-def module_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
+def module_warehouse(tmp_path_factory: pytest.TempPathFactory) -> DuckDBFile:
+    return DuckDBFile(tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb")

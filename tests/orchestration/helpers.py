@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 from kafka import KafkaAdminClient
@@ -14,6 +13,7 @@ from orchestration.resources import KafkaResource, WarehouseResource
 from pipelines.config import KafkaSettings
 from pipelines.generator import Traffic, generate
 from pipelines.producer import produce
+from pipelines.warehouse import DuckDBFile
 
 
 def today() -> date:
@@ -30,7 +30,7 @@ def new_topic(bootstrap: str, partitions: int = 4) -> str:
     return name
 
 
-def bound_defs(bootstrap: str, topic: str, warehouse: Path) -> dg.Definitions:
+def bound_defs(bootstrap: str, topic: str, warehouse: DuckDBFile) -> dg.Definitions:
     """The code location's definitions with resources pointing at the test broker/warehouse."""
     from orchestration.definitions import defs
 
@@ -38,7 +38,7 @@ def bound_defs(bootstrap: str, topic: str, warehouse: Path) -> dg.Definitions:
     resources["kafka"] = KafkaResource(
         bootstrap_servers=bootstrap, topics=topic, consumer_group=f"g-{uuid.uuid4().hex[:8]}"
     )
-    resources["warehouse"] = WarehouseResource(duckdb_path=str(warehouse))
+    resources["warehouse"] = WarehouseResource(duckdb_path=str(warehouse.path))
     return dg.Definitions(
         assets=defs.assets,
         asset_checks=defs.asset_checks,

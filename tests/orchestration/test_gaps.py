@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from pipelines.broker import EmbeddedBroker
+from pipelines.warehouse import DuckDBFile
 
 from .helpers import bound_defs, check_results, new_topic, recent_traffic, send
 
@@ -25,7 +26,7 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 def test_lost_offsets_fail_the_run_and_the_gap_check(own_broker: EmbeddedBroker, tmp_path: Path):
     topic = new_topic(own_broker.bootstrap, partitions=2)
     send(own_broker.bootstrap, topic, recent_traffic(400, 1, seed=4).messages)
-    defs = bound_defs(own_broker.bootstrap, topic, tmp_path / "warehouse.duckdb")
+    defs = bound_defs(own_broker.bootstrap, topic, DuckDBFile(tmp_path / "warehouse.duckdb"))
     job = defs.resolve_job_def("ingest_job")
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         assert job.execute_in_process(instance=instance).success
@@ -39,8 +40,9 @@ def test_lost_offsets_fail_the_run_and_the_gap_check(own_broker: EmbeddedBroker,
         result = job.execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-        message = failure.event_specific_data.error.message
-        assert topic in message and "\n" not in message.strip().split("\n")[0]
+        reason = failure.event_specific_data.user_failure_data.description
+        # one line naming the partition and how to resume
+        assert topic in reason and "--resume-from" in reason and "\n" not in reason
         gap = check_results(result)["raw/tracking_events:no_retention_gaps"]
         assert not gap.passed
         assert gap.metadata["actual"].value >= 1

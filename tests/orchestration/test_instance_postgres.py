@@ -16,11 +16,11 @@ from dagster._core.instance.ref import InstanceRef
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from orchestration.assets.keys import INGESTION_POOL, RAW_EVENTS
-from orchestration.project import REPO_ROOT
-from orchestration.sensors import late_data_sensor
 from pipelines.broker import EmbeddedBroker
+from pipelines.warehouse import DuckDBFile
+from tests.conftest import REPO_ROOT
 
-from .helpers import bound_defs, check_results, new_topic, recent_traffic, send
+from .helpers import bound_defs, check_results, new_topic, recent_traffic, send, today
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 
@@ -85,7 +85,8 @@ def test_production_instance_on_postgres(
     topic = new_topic(broker.bootstrap)
     traffic = recent_traffic(800, 1, seed=3)
     send(broker.bootstrap, topic, traffic.messages)
-    defs = bound_defs(broker.bootstrap, topic, tmp_path / "warehouse.duckdb")
+    defs = bound_defs(broker.bootstrap, topic, DuckDBFile(tmp_path / "warehouse.duckdb"))
+    late_data_sensor = defs.get_sensor_def("late_data_sensor")
     sensor_context = dg.build_sensor_context(instance=pg_instance, definitions=defs)
     late_data_sensor(sensor_context)
 
@@ -114,3 +115,11 @@ def test_production_instance_on_postgres(
         )
     )
     assert isinstance(later, dg.SensorResult)
+    # the loaded events' earlier days (the traffic is yesterday's), as one range run request
+    days = event.asset_materialization.metadata["event_days"].value
+    late = sorted(d for d in days if d < today().isoformat())
+    assert late
+    assert [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in later.run_requests
+    ] == [(late[0], late[-1])]

@@ -10,10 +10,13 @@ from dagster import DagsterRunStatus
 
 from orchestration.assets.keys import RAW_EVENTS
 from orchestration.definitions import defs
-from orchestration.schedules import ingest_schedule, marts_schedule
-from orchestration.sensors import contiguous_ranges, late_data_sensor
+from orchestration.sensors import contiguous_ranges
 
 from .helpers import today
+
+ingest_schedule = defs.get_schedule_def("ingest_schedule")
+marts_schedule = defs.get_schedule_def("marts_schedule")
+late_data_sensor = defs.get_sensor_def("late_data_sensor")
 
 TICK = datetime(2025, 6, 3, 10, 5, tzinfo=UTC)
 

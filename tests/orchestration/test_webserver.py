@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from orchestration.instance import ensure_local_instance
-from orchestration.project import REPO_ROOT
 from pipelines.broker import EmbeddedBroker, free_port
+from tests.conftest import REPO_ROOT
 
 from .helpers import new_topic, recent_traffic, send, today
 

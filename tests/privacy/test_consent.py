@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import duckdb
 
@@ -11,10 +10,11 @@ from pipelines.events import dumps
 from pipelines.generator import generate
 from pipelines.ingest import ingest
 from pipelines.producer import produce
+from pipelines.warehouse import DuckDBFile
 from tests.helpers import dbt_build, settings_for
 
 
-def _build(broker, make_topic, warehouse: Path, messages) -> None:
+def _build(broker, make_topic, warehouse: DuckDBFile, messages) -> None:
     topic = make_topic(partitions=2)
     settings = settings_for(broker.bootstrap, topic)
     produce(messages, settings, topic)
@@ -43,8 +43,8 @@ def test_withdrawn_consent_removes_only_that_person(broker, make_topic, tmp_path
     base, withdrawn = tmp_path / "base" / "w.duckdb", tmp_path / "withdrawn" / "w.duckdb"
     base.parent.mkdir()
     withdrawn.parent.mkdir()
-    _build(broker, make_topic, base, traffic.messages)
-    _build(broker, make_topic, withdrawn, consented)
+    _build(broker, make_topic, DuckDBFile(base), traffic.messages)
+    _build(broker, make_topic, DuckDBFile(withdrawn), consented)
 
     con = duckdb.connect()
     con.execute(f"attach '{base}' as base (read_only)")

@@ -4,39 +4,30 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
-import duckdb
 import pytest
 
+from pipelines.config import PrivacyConfig
+from pipelines.erasure import forget
 from pipelines.events import messages_table, validate
 from pipelines.generator import generate
 from pipelines.ingest import ingest
-from pipelines.privacy import PrivacySettings, forget
+from pipelines.privacy import PrivacySettings
 from pipelines.producer import produce
-from tests.helpers import dbt_build, scalar, settings_for
+from pipelines.warehouse import DuckDBFile, Warehouse
+from tests.helpers import dbt_build, every_cell, scalar, settings_for
 
 KEY = "test-pseudonym-key"
 
 
-def _every_cell(warehouse: Path) -> list[tuple[str, str]]:
-    """(table, text of a row) for every row of every table and view in the warehouse."""
-    out: list[tuple[str, str]] = []
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        tables = con.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_catalog = current_database()"
-        ).fetchall()
-        for schema, table in tables:
-            rows = con.execute(f'select * from "{schema}"."{table}"').fetchall()
-            out.extend((f"{schema}.{table}", repr(row)) for row in rows)
-    return out
+def _tokens(warehouse: Warehouse) -> PrivacySettings:
+    return PrivacySettings.resolve(PrivacyConfig(pseudonym_key=KEY), warehouse)
 
 
 @pytest.fixture(scope="module")
 def built(broker, tmp_path_factory):
     os.environ["TRACKFLOW_PSEUDONYM_KEY"] = KEY
-    warehouse = tmp_path_factory.mktemp("privacy") / "warehouse.duckdb"
+    warehouse = DuckDBFile(tmp_path_factory.mktemp("privacy") / "warehouse.duckdb")
     topic = f"privacy.{os.getpid()}"
     settings = settings_for(broker.bootstrap, topic)
     traffic = generate(events=4_000, users=150, days=2, seed=21)
@@ -56,7 +47,7 @@ def test_pseudonymised_fields_never_in_clear_text(built) -> None:
     emails = {e["traits"]["email"] for e in _events(traffic) if "email" in e.get("traits", {})}
     ips = {e["context"]["ip"] for e in _events(traffic)}
     assert emails and ips
-    cells = _every_cell(warehouse)
+    cells = every_cell(warehouse)
     assert not [t for t, text in cells if any(m in text for m in emails)]
     assert not [
         t
@@ -64,7 +55,7 @@ def test_pseudonymised_fields_never_in_clear_text(built) -> None:
         if any(f"{ip}'" in text or f'{ip}"' in text for ip in ips if not ip.endswith(".0"))
     ]
     # the same input maps to the same token, so joins on it still work
-    privacy = PrivacySettings.from_env(warehouse, {"TRACKFLOW_PSEUDONYM_KEY": KEY})
+    privacy = _tokens(warehouse)
     email = sorted(emails)[0]
     tokens = scalar(
         warehouse,
@@ -85,9 +76,7 @@ def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
             by_user.setdefault(e["userId"], set()).add(e["anonymousId"])
     user, anon_ids = max(by_user.items(), key=lambda kv: (len(kv[1]), kv[0]))
     person_ids = {user} | anon_ids
-    email_token = PrivacySettings.from_env(warehouse, {"TRACKFLOW_PSEUDONYM_KEY": KEY}).token(
-        f"{user}@example.com"
-    )
+    email_token = _tokens(warehouse).token(f"{user}@example.com")
     sessions_before = scalar(warehouse, "select count(*) from analytics.fct_sessions")
     theirs = scalar(
         warehouse, f"select count(*) from analytics.fct_sessions where user_key = '{user}'"
@@ -104,7 +93,7 @@ def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
         return sorted(
             {
                 t
-                for t, text in _every_cell(warehouse)
+                for t, text in every_cell(warehouse)
                 if any(i in text for i in person_ids) or email_token in text
             }
         )
@@ -130,14 +119,14 @@ def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
         if e["anonymousId"] in anon_ids or e.get("userId") == user
     ]
     restored, _ = validate(messages_table(theirs_raw))
-    with duckdb.connect(str(warehouse)) as con:
-        con.register("restored", restored)
-        con.execute(
+    with warehouse.connect() as sql:
+        sql.register("restored", restored)
+        sql.execute(
             "insert into raw.tracking_events by name "
             "select *, 'restore' as _dlt_load_id from restored"
         )
     dbt_build(warehouse, "--full-refresh")
     models = [
-        (t, text) for t, text in _every_cell(warehouse) if t.startswith(("staging.", "analytics."))
+        (t, text) for t, text in every_cell(warehouse) if t.startswith(("staging.", "analytics."))
     ]
     assert not [t for t, text in models if any(i in text for i in person_ids)]

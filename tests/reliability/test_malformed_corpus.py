@@ -4,14 +4,11 @@ code and original bytes, and the good messages of the same batch still load."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 from pipelines.events import dumps
 from pipelines.ingest import ingest
 from pipelines.producer import produce
-from tests.conftest import REPO_ROOT
-from tests.helpers import query, settings_for
+from tests.helpers import dbt_build, query, settings_for
 
 
 def _good(i: int) -> dict:
@@ -132,21 +129,5 @@ def test_schema_drift_keeps_loading(broker, make_topic, warehouse) -> None:
     assert json.loads(props["good-1"]) == {"price": "ten", "new_key": True}
     assert json.loads(props["good-0"]) == {"price": 10}
     # and the models keep building on the drifted data
-    dbt = subprocess.run(
-        [
-            str(REPO_ROOT / ".venv" / "bin" / "dbt"),
-            "build",
-            "--project-dir",
-            "dbt_project",
-            "--profiles-dir",
-            "dbt_project",
-            "--quiet",
-        ],
-        env={**os.environ, "DUCKDB_PATH": str(warehouse)},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert dbt.returncode == 0, dbt.stdout[-3000:]
+    dbt_build(warehouse)
     assert query(warehouse, "select count(*) from analytics.fct_sessions")[0][0] >= 1

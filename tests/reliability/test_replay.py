@@ -16,7 +16,7 @@ from tests.helpers import query, scalar, settings_for
 def _replay(warehouse, **env: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "replay-rejected"],
-        env={**os.environ, "DUCKDB_PATH": str(warehouse), **env},
+        env={**os.environ, "DUCKDB_PATH": str(warehouse.path), **env},
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

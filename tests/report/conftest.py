@@ -4,10 +4,7 @@ the report built from it, shared by the report tests."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +17,15 @@ from pipelines.generator import generate
 from pipelines.ingest import ingest
 from pipelines.producer import produce
 from pipelines.report import ReportSummary, build_report
-from tests.helpers import settings_for
+from pipelines.warehouse import DuckDBFile
+from tests.helpers import dbt_build, settings_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DBT = Path(sys.executable).parent / "dbt"
 FAULTS = {"duplicates", "late", "skew", "malformed"}
 
 # a check as Dagster would hand it over (failing, so the panel must show it)
 DAGSTER_CHECK = {
-    "name": "rejected_rate",
+    "name": "latest_load_rejected_rate",
     "asset": "raw/tracking_events_rejected",
     "passed": False,
     "severity": "ERROR",
@@ -40,7 +37,7 @@ DAGSTER_CHECK = {
 
 @dataclass
 class DemoWarehouse:
-    path: Path
+    warehouse: DuckDBFile
     work: Path
     truth: dict[str, Any]
     run_results: Path
@@ -51,34 +48,20 @@ def demo_warehouse(
     broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> DemoWarehouse:
     work = tmp_path_factory.mktemp("report")
-    warehouse = work / "warehouse.duckdb"
+    warehouse = DuckDBFile(work / "warehouse.duckdb")
     topic = f"report.{uuid.uuid4().hex[:10]}"
     traffic = generate(events=5_000, users=250, days=2, seed=11, faults=FAULTS)
     settings = settings_for(broker.bootstrap, topic)
     produce(traffic.messages, settings, topic)
     ingest(settings, warehouse)
-    cmd = [
-        str(DBT),
-        "build",
-        "--project-dir",
-        "dbt_project",
-        "--profiles-dir",
-        "dbt_project",
-        "--target-path",
-        str(work / "dbt_target"),
-        "--log-path",
-        str(work / "dbt_logs"),
-    ]
-    env = {**os.environ, "DUCKDB_PATH": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, f"dbt build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    dbt_build(warehouse)  # its run_results.json lands in work/dbt_target
     return DemoWarehouse(warehouse, work, traffic.truth, work / "dbt_target" / "run_results.json")
 
 
 @pytest.fixture(scope="session")
 def report(demo_warehouse: DemoWarehouse) -> ReportSummary:
     return build_report(
-        demo_warehouse.path,
+        demo_warehouse.warehouse,
         demo_warehouse.work / "out" / "report.html",
         checks=[DAGSTER_CHECK],
         dbt_run_results=demo_warehouse.run_results,

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from pipelines.report import ReportSummary, build_report
+from pipelines.warehouse import DuckDBFile
 from tests.report.conftest import REPO_ROOT, embedded
 
 pytestmark = pytest.mark.timeout(300)
@@ -109,7 +110,7 @@ def test_every_chart_renders_without_errors(report: ReportSummary, open_report) 
 
 
 def test_empty_warehouse_shows_no_data_yet(tmp_path: Path, open_report) -> None:
-    summary = build_report(tmp_path / "nothing.duckdb", tmp_path / "report.html")
+    summary = build_report(DuckDBFile(tmp_path / "nothing.duckdb"), tmp_path / "report.html")
     opened = open_report(summary.path)
     page = opened.page
     assert page.evaluate("document.body.dataset.ready") == "true"

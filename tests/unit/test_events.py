@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from pipelines.events import ERROR_CODES, MAX_MESSAGE_BYTES, dumps, messages_table, validate
+from pipelines.config import DEFAULT_MAX_EVENT_BYTES as MAX_MESSAGE_BYTES
+from pipelines.envelope import ERROR_CODES
+from pipelines.events import dumps, messages_table, validate
 
 GOOD = {
     "messageId": "m-1",

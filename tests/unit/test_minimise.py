@@ -7,17 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.config import PrivacyConfig
 from pipelines.events import messages_table, validate
 from pipelines.privacy import PrivacySettings, minimise
+from pipelines.warehouse import DuckDBFile
 
 KEY_ENV = {"TRACKFLOW_PSEUDONYM_KEY": "unit-test-key"}
+
+
+def privacy(env: dict[str, str], tmp_path: Path) -> PrivacySettings:
+    return PrivacySettings.resolve(PrivacyConfig.from_env(env), DuckDBFile(tmp_path / "w.duckdb"))
 
 
 def minimised(payloads: list[str], env: dict[str, str], tmp_path: Path) -> list[dict]:
     batch = messages_table([("t", 0, i, 0, b"k", p.encode()) for i, p in enumerate(payloads)])
     accepted, rejected = validate(batch)
     assert rejected.num_rows == 0, rejected.column("error_message").to_pylist()
-    settings = PrivacySettings.from_env(tmp_path / "w.duckdb", {**KEY_ENV, **env})
+    settings = privacy({**KEY_ENV, **env}, tmp_path)
     out = minimise(accepted, settings)
     return [
         {
@@ -83,18 +89,19 @@ def test_ip_mode_none_removes_it(tmp_path) -> None:
 
 
 def test_non_string_ip_and_pseudonymised_traits(tmp_path) -> None:
-    settings = PrivacySettings.from_env(tmp_path / "w.duckdb", KEY_ENV)
+    settings = privacy(KEY_ENV, tmp_path)
     [row] = minimised(
         [event('{"ip":12345}', ',"traits":{"email":"ann@example.com","plan":"pro"}')], {}, tmp_path
     )
-    assert row["context"]["ip"] == 12345  # not an address: nothing to truncate, left alone
+    # not an address: never stored as if it were one
+    assert row["context"].get("ip") is None and row["payload"]["context"].get("ip") is None
     assert row["traits"] == {"email": settings.token("ann@example.com"), "plan": "pro"}
     assert row["payload"]["traits"]["email"] == settings.token("ann@example.com")
     assert "ann@example.com" not in json.dumps(row)
 
 
 def test_legacy_shape_details_are_minimised_in_the_payload(tmp_path) -> None:
-    settings = PrivacySettings.from_env(tmp_path / "w.duckdb", KEY_ENV)
+    settings = privacy(KEY_ENV, tmp_path)
     legacy = (
         '{"type":"newsletter_signup","timestamp":"2026-01-01T00:00:00Z",'
         '"details":{"email":"bo@example.com"}}'

@@ -1,6 +1,8 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='replace_entities',
+    replace_key='user_key',
+    replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'anonymous_id'},
     unique_key='user_key',
     on_schema_change='fail',
 ) }}

@@ -5,6 +5,8 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='replace_entities',
+    replace_key='user_key',
+    replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'anonymous_id'},
     unique_key='funnel_attempt_id',
     on_schema_change='fail',
 ) }}

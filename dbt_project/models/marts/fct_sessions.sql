@@ -2,6 +2,8 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='replace_entities',
+    replace_key='user_key',
+    replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'anonymous_id'},
     unique_key='session_id',
     replace_interval=['started_at', 'ended_at'],
     on_schema_change='fail',

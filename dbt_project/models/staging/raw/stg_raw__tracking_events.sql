@@ -15,9 +15,9 @@
 {%- set social_hosts = '(^|\\.)(facebook|fb|instagram|twitter|linkedin|lnkd|reddit|pinterest|youtube|tiktok'
     ~ '|t|x|threads|mastodon)\\.' %}
 {#- people erased with `trackflow forget` (raw.privacy_suppressions, written by it): their rows
-    never reach the models, even if they come back into raw by a path that skips ingestion -#}
-{%- set suppressions = adapter.get_relation(
-    database=target.database, schema='raw', identifier='privacy_suppressions') %}
+    never reach the models, even if they come back into raw by a path that skips ingestion.
+    the table exists from the first erasure on. -#}
+{%- set suppressions = load_relation(source('raw', 'privacy_suppressions')) %}
 with
 
 -- the dedup key and order of every delivery: a narrow pass, so the wide json columns are read
@@ -36,8 +36,8 @@ deliveries as (
         not exists (
             select 1 from {{ suppressions }} as suppressed
             where
-                suppressed.id_sha256 = sha256(coalesce(anonymous_id, ''))
-                or suppressed.id_sha256 = sha256(coalesce(user_id, ''))
+                suppressed.id_sha256 = {{ erased_id_hash('anonymous_id') }}
+                or suppressed.id_sha256 = {{ erased_id_hash('user_id') }}
         )
         {%- else %}
         true  -- noqa: LT02

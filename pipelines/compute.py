@@ -1,0 +1,68 @@
+"""The in-memory DuckDB that validation and minimisation compute with (never the warehouse).
+
+One connection per thread, kept for the life of the thread: connecting costs more than checking
+a small batch. Python functions SQL needs (the IP rule) are registered on it once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.ip import IpMode, apply_ip_rule
+
+_local = threading.local()
+
+# sql name -> ip mode of the functions that apply pipelines.ip's rule
+IP_RULE_FUNCTIONS: dict[IpMode, str] = {
+    "truncate": "trackflow_truncate_ip",
+    "full": "trackflow_normalise_ip",
+}
+
+
+def compute_connection() -> duckdb.DuckDBPyConnection:
+    con: duckdb.DuckDBPyConnection | None = getattr(_local, "con", None)
+    if con is None:
+        con = duckdb.connect()
+        con.execute("set TimeZone = 'UTC'")
+        con.execute("set threads = 1")
+        con.execute("set memory_limit = '512MB'")
+        for mode, name in IP_RULE_FUNCTIONS.items():
+            con.create_function(
+                name,
+                _ip_function(mode),
+                [duckdb.sqltype("VARCHAR")],
+                duckdb.sqltype("VARCHAR"),
+                type="arrow",
+                null_handling="special",
+                side_effects=False,
+            )
+        _local.con = con
+    return con
+
+
+def _ip_function(mode: IpMode) -> Callable[[pa.Array], pa.Array]:
+    """pipelines.ip's rule over an Arrow column (each distinct address is parsed once: the
+    rule's functions are cached)."""
+
+    def apply(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        return pa.array([apply_ip_rule(v, mode) for v in values.to_pylist()], type=pa.string())
+
+    return apply
+
+
+def query_arrow(sql: str, **tables: pa.Table) -> pa.Table:
+    """Run `sql` over the given Arrow tables (by name) and return the result as Arrow."""
+    con = compute_connection()
+    for name, table in tables.items():
+        con.register(name, table)
+    try:
+        return con.sql(sql).to_arrow_table()
+    finally:
+        for name in tables:
+            con.unregister(name)

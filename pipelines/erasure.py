@@ -1,0 +1,134 @@
+"""Erasure of one person (`trackflow forget`): raw rows, dead letters, the models, from now on.
+
+Every raw row of the person (all identities stitched to them) is deleted, their ids' tokens are
+added to a suppression list that ingestion and staging apply (so a replay of the topic or a
+backfill cannot bring them back), the request is recorded in an audit table without personal
+data, and the models are rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pipelines.config import PrivacyConfig
+from pipelines.dbt import DbtFailed, run_dbt
+from pipelines.names import RAW, RAW_ERASURES, RAW_EVENTS, RAW_REJECTED, RAW_SUPPRESSIONS
+from pipelines.privacy import PrivacyError, PrivacySettings, id_sha256
+from pipelines.warehouse import SqlClient, Warehouse
+
+
+@dataclass
+class ErasureResult:
+    request_id: str
+    identities: int
+    rows_deleted: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows_deleted.values())
+
+
+def forget(
+    warehouse: Warehouse,
+    *,
+    user_id: str | None = None,
+    anonymous_id: str | None = None,
+    requested_via: str = "cli",
+    rebuild: bool = True,
+    privacy: PrivacyConfig | None = None,
+) -> ErasureResult:
+    """Erase one person: every identity stitched to them, in raw, dead letters and the models."""
+    if bool(user_id) == bool(anonymous_id):
+        raise PrivacyError("give exactly one of --user-id or --anonymous-id")
+    if not warehouse.exists():
+        raise PrivacyError(f"{warehouse.describe()} does not exist")
+    settings = PrivacySettings.resolve(privacy or PrivacyConfig.from_env(), warehouse)
+    with warehouse.connect() as sql:
+        ids = _stitched_identities(sql, user_id=user_id, anonymous_id=anonymous_id)
+        scope = "user_id" if user_id else "anonymous_id"
+        with sql.transaction():
+            request_id, deleted = _erase(sql, ids, settings, requested_via, scope)
+        sql.execute("checkpoint")  # deleted rows leave the file's live blocks now
+    if rebuild:
+        try:
+            run_dbt(warehouse, "build", "--full-refresh", "--quiet")
+        except DbtFailed as exc:
+            raise PrivacyError(
+                "raw rows were erased and suppressed, but rebuilding the models failed; run "
+                f"'dbt build --full-refresh' before anyone reads the marts: {exc}"
+            ) from None
+    return ErasureResult(request_id, len(ids), deleted)
+
+
+def _erase(
+    sql: SqlClient, ids: list[str], settings: PrivacySettings, requested_via: str, scope: str
+) -> tuple[str, dict[str, int]]:
+    """Delete, suppress and record in the caller's transaction: (request id, rows deleted)."""
+    sql.execute(f"create schema if not exists {RAW}")
+    sql.execute(
+        f"""create table if not exists {RAW_SUPPRESSIONS} (
+            id_token varchar primary key, id_sha256 varchar, added_at timestamptz)"""
+    )
+    sql.execute(
+        f"""create table if not exists {RAW_ERASURES} (
+            request_id varchar, requested_at timestamptz, requested_via varchar,
+            scope varchar, identities integer, rows_deleted json)"""
+    )
+    deleted: dict[str, int] = {}
+    sql.execute("create temp table forget_ids (id varchar)")
+    sql.executemany("insert into forget_ids values (?)", [[i] for i in ids])
+    deleted[RAW_EVENTS] = len(
+        sql.rows(
+            f"""delete from {RAW_EVENTS}
+            where anonymous_id in (select id from forget_ids)
+               or user_id in (select id from forget_ids) returning 1"""
+        )
+    )
+    deleted[RAW_REJECTED] = len(
+        sql.rows(
+            f"""delete from {RAW_REJECTED} r
+            where _kafka_key in (select id from forget_ids)
+               or exists (select 1 from forget_ids
+                          where contains(coalesce(try(decode(r.payload)), ''), id))
+            returning 1"""
+        )
+    )
+    now = datetime.now(UTC)
+    sql.executemany(
+        f"insert or ignore into {RAW_SUPPRESSIONS} values (?, ?, ?)",
+        # the keyed token for ingestion; a plain sha256 for staging, which has no key
+        [[settings.token(i), id_sha256(i), now] for i in ids],
+    )
+    request_id = str(uuid.uuid4())
+    sql.execute(
+        f"insert into {RAW_ERASURES} values (?, ?, ?, ?, ?, ?)",
+        [request_id, now, requested_via, scope, len(ids), json.dumps(deleted)],
+    )
+    return request_id, deleted
+
+
+def _stitched_identities(
+    sql: SqlClient, *, user_id: str | None, anonymous_id: str | None
+) -> list[str]:
+    """Every id connected to the person through events that carry both ids (either direction)."""
+    links = sql.rows(
+        f"""select distinct anonymous_id, user_id from {RAW_EVENTS}
+            where anonymous_id is not null and user_id is not null"""
+    )
+    by_id: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for a, u in links:
+        by_id.setdefault(("a", a), set()).add(("u", u))
+        by_id.setdefault(("u", u), set()).add(("a", a))
+    start = ("u", user_id or "") if user_id else ("a", anonymous_id or "")
+    seen = {start}
+    todo = [start]
+    while todo:
+        node = todo.pop()
+        for nxt in by_id.get(node, ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return sorted({v for _, v in seen if v})

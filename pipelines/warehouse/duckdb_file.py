@@ -1,0 +1,60 @@
+"""The default warehouse: one embedded DuckDB file, written by one process at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import dlt
+import duckdb
+from dlt.common.destination import AnyDestination
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+from pipelines.warehouse.base import Warehouse, WarehouseMissing
+
+
+@dataclass(frozen=True)
+class DuckDBFile(Warehouse):
+    path: Path
+    memory_limit: str = "512MB"
+
+    kind: ClassVar[str] = "duckdb"
+
+    def __post_init__(self) -> None:
+        # relative paths are relative to where trackflow runs (the repo root for make targets)
+        object.__setattr__(self, "path", Path(self.path).resolve())
+
+    def describe(self) -> str:
+        return f"warehouse {self.path}"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        if read_only and not self.exists():
+            raise WarehouseMissing(
+                f"{self.describe()} does not exist yet; load it first with 'trackflow ingest'"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path), read_only=read_only)
+        con.execute("set TimeZone = 'UTC'")
+        return con
+
+    def dlt_destination(self) -> AnyDestination:
+        credentials = DuckDbCredentials(str(self.path))
+        credentials.global_config = {"memory_limit": self.memory_limit}
+        return dlt.destinations.duckdb(credentials=credentials)
+
+    def dlt_pipelines_dir(self) -> Path:
+        # dlt's working dir (local state, pending packages) travels with the file
+        return self.path.parent / f".{self.path.name}.dlt"
+
+    def dbt_env(self) -> dict[str, str]:
+        return {"TRACKFLOW_WAREHOUSE": self.kind, "DUCKDB_PATH": str(self.path)}
+
+    def local_dir(self) -> Path:
+        return self.path.parent
+
+    def pseudonym_key_file(self) -> Path:
+        return self.path.parent / f".{self.path.name}.pseudonym-key"
