@@ -32,12 +32,13 @@ demo: setup ## embedded broker, 3 days of traffic, the whole Dagster graph (pers
 	$(BIN)/python -m orchestration.demo
 	$(BIN)/trackflow report
 
-test: setup browser ## run the whole test suite (real broker, DuckDB, dbt, Dagster)
+test: setup browser lint ## lint, then the whole test suite (real broker, DuckDB, dbt, Dagster)
 	$(BIN)/pytest -q
 
-lint: setup ## ruff (python) and sqlfluff (dbt models)
+lint: setup ## ruff (python), mypy (types) and sqlfluff (dbt models)
 	$(BIN)/ruff check pipelines orchestration tests benchmarks
 	$(BIN)/ruff format --check pipelines orchestration tests benchmarks
+	$(BIN)/mypy
 	cd dbt_project && ../$(BIN)/sqlfluff lint models macros
 
 dev: setup ## open the Dagster UI (dagster dev -w workspace.yaml) on http://127.0.0.1:3000

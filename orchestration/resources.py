@@ -47,7 +47,7 @@ class KafkaResource(dg.ConfigurableResource):
     def settings(self) -> KafkaSettings:
         return KafkaSettings(
             bootstrap_servers=self.bootstrap_servers,
-            topics=self.topics,  # type: ignore[arg-type]  # split by the settings model
+            topics=self.topics,  # split into a tuple by the settings model
             consumer_group=self.consumer_group,
             security_protocol=self.security_protocol or None,
             sasl_mechanism=self.sasl_mechanism or None,
@@ -68,7 +68,7 @@ class WarehouseResource(dg.ConfigurableResource):
     def open(self) -> Warehouse:
         return open_warehouse(
             WarehouseSettings(
-                kind=self.kind,  # type: ignore[arg-type]  # validated by the settings model
+                kind=self.kind,  # validated by the settings model
                 duckdb_path=Path(self.duckdb_path),
                 memory_limit=self.memory_limit,
             )

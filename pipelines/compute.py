@@ -6,15 +6,21 @@ a small batch. Python functions SQL needs (the IP rule) are registered on it onc
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 
 import duckdb
 import pyarrow as pa
+from duckdb.func import FunctionNullHandling, PythonUDFType
+from duckdb.sqltypes import VARCHAR
 
-from pipelines.ip import IpMode, apply_ip_rule
+from pipelines.ip import IpMode, apply_ip_rule, replace_values
 
 _local = threading.local()
+
+# sql name of the function that sets a value wherever it is a member value of a JSON document
+REPLACE_JSON_VALUES = "trackflow_replace_json_values"
 
 # sql name -> ip mode of the functions that apply pipelines.ip's rule
 IP_RULE_FUNCTIONS: dict[IpMode, str] = {
@@ -34,14 +40,33 @@ def compute_connection() -> duckdb.DuckDBPyConnection:
             con.create_function(
                 name,
                 _ip_function(mode),
-                [duckdb.sqltype("VARCHAR")],
-                duckdb.sqltype("VARCHAR"),
-                type="arrow",
-                null_handling="special",
-                side_effects=False,
+                [VARCHAR],
+                VARCHAR,
+                type=PythonUDFType.ARROW,
+                null_handling=FunctionNullHandling.SPECIAL,
             )
+        con.create_function(
+            REPLACE_JSON_VALUES,
+            _replace_json_values,
+            [VARCHAR, VARCHAR, VARCHAR],
+            VARCHAR,
+            type=PythonUDFType.ARROW,
+            null_handling=FunctionNullHandling.SPECIAL,
+        )
         _local.con = con
     return con
+
+
+def _replace_json_values(docs: pa.Array, olds: pa.Array, news: pa.Array) -> pa.Array:
+    """pipelines.ip.replace_values over JSON texts (compact output; the rare exact route)."""
+    out = []
+    for doc, old, new in zip(docs.to_pylist(), olds.to_pylist(), news.to_pylist(), strict=True):
+        if doc is None or old is None:
+            out.append(doc)
+            continue
+        value = replace_values(json.loads(doc), old, new)
+        out.append(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    return pa.array(out, type=pa.string())
 
 
 def _ip_function(mode: IpMode) -> Callable[[pa.Array], pa.Array]:

@@ -9,8 +9,9 @@ messages only for the rare ones that might be nested too deeply.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -365,7 +366,9 @@ def messages_table(
     records: list[tuple[str, int, int, int, bytes | None, bytes | None]],
 ) -> pa.Table:
     """Build the validator's input from (topic, partition, offset, timestamp_ms, key, value)."""
-    cols = list(zip(*records, strict=True)) if records else [[] for _ in range(6)]
+    cols: list[Sequence[Any]] = (
+        list(zip(*records, strict=True)) if records else [[] for _ in range(6)]
+    )
     return pa.Table.from_arrays(
         [pa.array(c, type=f.type) for c, f in zip(cols, MESSAGE_SCHEMA, strict=True)],
         schema=MESSAGE_SCHEMA,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from typing import Literal
+from typing import Any, Literal
 
 IpMode = Literal["truncate", "full", "none"]
 
@@ -69,3 +69,16 @@ def apply_ip_rule(raw: str | None, mode: IpMode) -> str | None:
     if raw is None or mode == "none":
         return None
     return truncate_ip(raw) if mode == "truncate" else normalise_ip(raw)
+
+
+def replace_values(value: Any, old: str, new: str | None) -> Any:
+    """`value` (parsed JSON) with every string member equal to `old` set to `new`; keys stay.
+
+    The address is the same personal datum wherever else an event repeats it, so the rule is
+    applied to those copies too.
+    """
+    if isinstance(value, dict):
+        return {k: replace_values(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [replace_values(v, old, new) for v in value]
+    return new if value == old else value

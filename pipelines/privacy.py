@@ -20,7 +20,7 @@ from typing import Final
 
 import pyarrow as pa
 
-from pipelines.compute import IP_RULE_FUNCTIONS, query_arrow
+from pipelines.compute import IP_RULE_FUNCTIONS, REPLACE_JSON_VALUES, query_arrow
 from pipelines.config import IpMode, PrivacyConfig
 from pipelines.names import RAW_SUPPRESSIONS
 from pipelines.warehouse import Warehouse
@@ -126,48 +126,54 @@ def _ip_sql(ip: str, mode: IpMode) -> str:
 class _Rule:
     path: tuple[str, ...]  # column, then the keys inside it
     new_value: Callable[[str], str]  # sql of the new value, given the sql of the old one
-    # the value may be rewritten as text wherever it is a member value (an IP address is the
-    # same personal datum wherever it appears); other rules only touch their own path
-    as_text: bool = False
+    # the old value is replaced wherever it is a member value, in every JSON column (an IP
+    # address is the same personal datum wherever it appears); other rules touch their path
+    everywhere: bool = False
 
 
-def _text_route(target: str, rule: int) -> str:
-    """The target with the quoted old value replaced after a colon (NULL when not applicable).
-
-    Only for text without escapes, where the value is written literally; the caller checks
-    that the old value is gone afterwards.
-    """
+def _rewrite(target: str, parts: tuple[str, ...], rule: int) -> str:
+    """SQL for the target JSON text with the field at `parts` set to new_<rule> (merge-patch)."""
     old, new = f"old_{rule}", f"new_{rule}"
-    quoted, replacement = f"('\"' || {old} || '\"')", f"coalesce('\"' || {new} || '\"', 'null')"
     return (
-        f"case when {old} is null or contains({target}, '\\') then null "
-        f"when contains({target}, ':' || {quoted}) "
-        f"then replace({target}, ':' || {quoted}, ':' || {replacement}) "
-        f"else replace({target}, ': ' || {quoted}, ': ' || {replacement}) end"
-    )
-
-
-def _rewrite(target: str, parts: tuple[str, ...], rule: int, as_text: bool) -> str:
-    """SQL for the target JSON text with the field at `parts` set to new_<rule>.
-
-    With as_text, the text route (text_<target>_<rule>) is used when it removed every quoted
-    occurrence of the old value; anything else (other spacing, escapes, the value also used as a
-    key) takes the exact route: a JSON merge-patch, which parses the document.
-    """
-    old, new = f"old_{rule}", f"new_{rule}"
-    patched = (
-        f"case when json_extract_string({target}, '{_json_path(parts)}') is null then {target} "
+        f"case when {old} is null "
+        f"or json_extract_string({target}, '{_json_path(parts)}') is null then {target} "
         f"else json_merge_patch({target}, {_patch(parts, new)})::varchar end"
     )
-    if not as_text:
-        return f"case when {old} is null then {target} else {patched} end"
-    text = f"text_{target}_{rule}"
+
+
+def _replace_everywhere(target: str, rule: int) -> str:
+    """SQL for the target JSON text with every member value equal to old_<rule> set to
+    new_<rule>.
+
+    The text route replaces the quoted old value after a colon (`:"v"` or `: "v"`, which in
+    JSON can only be a member value); when that leaves a quoted copy behind (other spacing, the
+    value also used as a key) or the text has escapes (the value might be written escaped),
+    the exact route parses the document (REPLACE_JSON_VALUES, a few rows at most).
+    """
+    old, new = f"old_{rule}", f"new_{rule}"
+    quoted = f"('\"' || {old} || '\"')"
+    replacement = f"coalesce('\"' || {new} || '\"', 'null')"
+    text = (
+        f"replace(replace({target}, ':' || {quoted}, ':' || {replacement}), "
+        f"': ' || {quoted}, ': ' || {replacement})"
+    )
     return (
-        f"case when {old} is null or {new} is not distinct from {old} then {target} "
-        # the text route must have replaced something (a number, say, is not quoted text)
-        f"when {text} is not null and {text} <> {target} "
-        f"and not contains({text}, '\"' || {old} || '\"') then {text} "
-        f"else {patched} end"
+        f"case when {target} is null or {old} is null or {new} is not distinct from {old} "
+        f"then {target} "
+        f"when contains({target}, '\\') then {REPLACE_JSON_VALUES}({target}, {old}, {new}) "
+        f"when not contains({target}, {old}) then {target} "
+        f"when not contains({text}, {quoted}) then {text} "
+        f"else {REPLACE_JSON_VALUES}({target}, {old}, {new}) end"
+    )
+
+
+def _set_non_string(target: str, parts: tuple[str, ...], rule: int, kind: str) -> str:
+    """The field at `parts` set to new_<rule> when it holds a non-string (`kind`: its JSON type
+    where the rule reads it): a number is no address either, and value replacement only sees
+    strings."""
+    return (
+        f"case when {kind} is null or {kind} = 'VARCHAR' then {target} "
+        f"else json_merge_patch({target}, {_patch(parts, f'new_{rule}')})::varchar end"
     )
 
 
@@ -182,7 +188,7 @@ def minimise(accepted: pa.Table, settings: PrivacySettings) -> pa.Table:
     # every ip mode rewrites: truncated, normalised (full) or dropped (none); garbage never stays
     rules.append(_Rule(("context", "ip"), lambda old: _ip_sql(old, settings.ip_mode), True))
     # old values come from the small JSON columns (the payload holds the same objects), so
-    # the payload is parsed only on rows where a field is present and the text route won't do
+    # the payload is parsed only on rows where a field is present
     inner_paths: dict[str, list[tuple[str, ...]]] = {}
     for rule in rules:
         inner_paths.setdefault(rule.path[0], []).append(rule.path[1:])
@@ -202,18 +208,29 @@ def minimise(accepted: pa.Table, settings: PrivacySettings) -> pa.Table:
             f"select *, case when old_{i} is not null then {rule.new_value(f'old_{i}')} end "
             f"as new_{i} from prev"
         )
-        if rule.as_text:
+        if rule.everywhere:
+            # the old value's JSON type, read before anything is replaced
+            kind = f"kind_{i}"
             steps.append(
-                f"select *, {_text_route(column, i)} as text_{column}_{i}, "
-                f"{_text_route('payload', i)} as text_payload_{i} from prev"
+                f"select *, case when old_{i} is not null then "
+                f"json_type({column}, '{_json_path(inner)}') end as {kind} from prev"
             )
+            replaced = ", ".join(
+                f"{_replace_everywhere(c, i)} as {c}" for c in (*_JSON_COLUMNS, "payload")
+            )
+            steps.append(f"select * replace ({replaced}) from prev")
+            steps.append(
+                f"select * replace ({_set_non_string(column, inner, i, kind)} as {column}, "
+                f"{_set_non_string('payload', rule.path, i, kind)} as payload) from prev"
+            )
+            continue
         steps.append(
-            f"select * replace ({_rewrite(column, inner, i, rule.as_text)} as {column}, "
-            f"{_rewrite('payload', rule.path, i, rule.as_text)} as payload) from prev"
+            f"select * replace ({_rewrite(column, inner, i)} as {column}, "
+            f"{_rewrite('payload', rule.path, i)} as payload) from prev"
         )
-        if column == "properties" and not rule.as_text:
+        if column == "properties":
             # the sketch's legacy shape carries its properties as `details` in the payload
-            legacy = _rewrite("payload", ("details", *inner), i, False)
+            legacy = _rewrite("payload", ("details", *inner), i)
             steps.append(
                 "select * replace (case when starts_with(message_id, 'legacy-') "
                 f"then {legacy} else payload end as payload) from prev"

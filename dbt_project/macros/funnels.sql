@@ -103,8 +103,9 @@
     {%- else -%}
         event_type = 'screen' and screen_name = {{ step.literal }}
     {%- endif -%}
+    {#- json_extract_string, not ->>: DuckDB 1.5 miscasts `->> ... = ` after a pushed-down filter -#}
     {%- for f in step.filters %}
-        and properties ->> '$.{{ f.key }}' = {{ f.literal }}
+        and json_extract_string(properties, '$.{{ f.key }}') = {{ f.literal }}
     {%- endfor -%}
 {%- endmacro %}
 

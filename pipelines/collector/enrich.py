@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.ip import IpMode, apply_ip_rule
+from pipelines.ip import IpMode, apply_ip_rule, replace_values
 
 
 def utc_now_iso() -> str:
@@ -14,7 +14,8 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _record_ip(context: dict[str, Any], client_ip: str | None, mode: IpMode) -> None:
+def _record_ip(context: dict[str, Any], client_ip: str | None, mode: IpMode) -> str | None:
+    """Set context.ip by the rule; returns the address the event itself carried, if any."""
     # an ip sent by a server-side client (the end user's) wins over the connection's address
     given = context.get("ip")
     raw = given if isinstance(given, str) and given.strip() else client_ip
@@ -22,6 +23,7 @@ def _record_ip(context: dict[str, Any], client_ip: str | None, mode: IpMode) -> 
     recorded = apply_ip_rule(raw, mode)  # pipelines/ip.py: the rule ingestion applies too
     if recorded:
         context["ip"] = recorded
+    return given if isinstance(given, str) and given != recorded else None
 
 
 def enrich(
@@ -48,7 +50,14 @@ def enrich(
             event[name] = str(value)
     context = dict(batch_context or {})
     context.update(event.get("context") or {})
-    _record_ip(context, client_ip, ip_mode)
+    carried = _record_ip(context, client_ip, ip_mode)
+    if carried is not None:
+        # the address is the same personal datum wherever else the event repeats it
+        # (ingestion rewrites it the same way for producers that skip the collector)
+        for name in ("properties", "traits"):
+            if isinstance(event.get(name), dict):
+                event[name] = replace_values(event[name], carried, context.get("ip"))
+        context = replace_values(context, carried, context.get("ip"))
     if user_agent and not context.get("userAgent"):
         context["userAgent"] = user_agent
     event["context"] = context

@@ -225,7 +225,8 @@ def _last_record_gaps(
 
 
 class KafkaSession:
-    """The one consumer of an ingestion run, from planning to the consumer-group commit.
+    """The consumer of an ingestion run, from planning to the consumer-group commit (reading
+    back the last loaded records, when there are any, takes a second, short-lived one).
 
     Use as a context manager; every method raises BrokerUnavailable (a one-line reason) when
     the brokers stop answering.
@@ -345,24 +346,32 @@ class KafkaSession:
         begin: dict[TopicPartition, int],
         end: dict[TopicPartition, int],
     ) -> list[Gap]:
-        """Read the last loaded record of each partition back (same offset, same content?)."""
-        tps = list(verify)
-        self.consumer.assign(tps)
-        for tp, pos in verify.items():
-            self.consumer.seek(tp, int(pos["next"]) - 1)
-        seen: dict[TopicPartition, Any] = {}
-        empty = 0
-        deadline = time.monotonic() + 15
-        while len(seen) < len(verify) and empty < 3 and time.monotonic() < deadline:
-            batch = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=len(verify) * 500)
-            if not batch:
-                empty += 1
-                continue
-            for tp, records in batch.items():
-                if tp not in seen and records:
-                    seen[tp] = records[0]
-                    self.consumer.pause(tp)
-        self.consumer.resume(*tps)
+        """Read the last loaded record of each partition back (same offset, same content?).
+
+        On a consumer of its own: after seeking back, pausing and resuming partitions here,
+        kafka-python's consumer fetched nothing more from some of them in the drain that
+        followed (seen on the embedded broker after crashes; a silent stall that looked like
+        being caught up).
+        """
+        consumer = connect(self.settings)
+        try:
+            consumer.assign(list(verify))
+            for tp, pos in verify.items():
+                consumer.seek(tp, int(pos["next"]) - 1)
+            seen: dict[TopicPartition, Any] = {}
+            empty = 0
+            deadline = time.monotonic() + 15
+            while len(seen) < len(verify) and empty < 3 and time.monotonic() < deadline:
+                batch = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=len(verify) * 500)
+                if not batch:
+                    empty += 1
+                    continue
+                for tp, records in batch.items():
+                    if tp not in seen and records:
+                        seen[tp] = records[0]
+                        consumer.pause(tp)
+        finally:
+            consumer.close()
         return _last_record_gaps(seen, verify, begin, end)
 
     def drain(

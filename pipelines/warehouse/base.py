@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import duckdb
 import pyarrow as pa
-from dlt.common.destination import AnyDestination
+from dlt.common.destination import Destination
 
 
 class WarehouseError(RuntimeError):
@@ -49,7 +49,7 @@ class Warehouse(ABC):
         """A DuckDB connection on which `raw.tracking_events` and friends resolve."""
 
     @abstractmethod
-    def dlt_destination(self) -> AnyDestination:
+    def dlt_destination(self) -> Destination[Any, Any]:
         """Where dlt loads the raw tables."""
 
     @abstractmethod

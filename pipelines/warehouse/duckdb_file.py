@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import dlt
 import duckdb
-from dlt.common.destination import AnyDestination
+from dlt.common.destination import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from pipelines.warehouse.base import Warehouse, WarehouseMissing
@@ -41,7 +41,7 @@ class DuckDBFile(Warehouse):
         con.execute("set TimeZone = 'UTC'")
         return con
 
-    def dlt_destination(self) -> AnyDestination:
+    def dlt_destination(self) -> Destination[Any, Any]:
         credentials = DuckDbCredentials(str(self.path))
         credentials.global_config = {"memory_limit": self.memory_limit}
         return dlt.destinations.duckdb(credentials=credentials)

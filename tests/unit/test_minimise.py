@@ -30,6 +30,7 @@ def minimised(payloads: list[str], env: dict[str, str], tmp_path: Path) -> list[
             "payload": json.loads(row["payload"]),
             "context": json.loads(row["context"]) if row["context"] else None,
             "traits": json.loads(row["traits"]) if row["traits"] else None,
+            "properties": json.loads(row["properties"]) if row["properties"] else None,
         }
         for row in out.to_pylist()
     ]
@@ -77,7 +78,18 @@ def test_ip_elsewhere_in_the_payload_is_truncated_too(tmp_path) -> None:
     )
     assert row["payload"]["context"]["ip"] == "198.51.100.0"
     assert row["payload"]["properties"] == {"client": "198.51.100.0", "n": 1}
+    assert row["properties"] == {"client": "198.51.100.0", "n": 1}
     assert "198.51.100.23" not in json.dumps(row)
+
+
+def test_an_escaped_copy_of_the_ip_is_found_too(tmp_path) -> None:
+    [row] = minimised(
+        [event('{"ip":"198.51.100.23"}', ',"properties":{"c":"\\u0031\\u00398.51.100.23"}')],
+        {},
+        tmp_path,
+    )
+    assert row["properties"] == {"c": "198.51.100.0"}
+    assert row["payload"]["properties"] == {"c": "198.51.100.0"}
 
 
 def test_ip_mode_none_removes_it(tmp_path) -> None:

@@ -2,6 +2,7 @@
 -- sqlfluff:exclude_rules:layout.indent,layout.long_lines,structure.using,structure.column_order,ambiguous.column_count
 -- rebuilt on every run from fct_funnel_progress (one row per attempt, small): a partition run
 -- can move attempts between days, so a full rebuild is the simplest way to stay exact
+{{ config(materialized='table') }}
 {%- set funnels = funnel_definitions() -%}
 {%- set max_steps = funnel_max_steps(funnels) %}
 

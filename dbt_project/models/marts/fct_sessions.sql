@@ -61,11 +61,12 @@ chain_marks as (
         event_at,
         message_id,
         coalesce(
-            event_at - lag(event_at) over entity_order > interval {{ inactivity_minutes }} minute,
+            event_at - lag(event_at) over chain_order > interval {{ inactivity_minutes }} minute,
             true
         ) as is_chain_start
     from dirty_entity_events
-    window entity_order as (partition by user_key order by event_at, message_id)
+    -- window names are global to the query in DuckDB 1.5: each cte names its own
+    window chain_order as (partition by user_key order by event_at, message_id)
 ),
 
 chain_numbered as (
