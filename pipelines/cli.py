@@ -274,7 +274,10 @@ def collect(
 def report(
     output: Annotated[
         Path | None,
-        typer.Option(help="HTML file to write (default: report.html beside the warehouse)"),
+        typer.Option(
+            help="HTML file to write (default: report.html beside the warehouse); an existing "
+            "file is replaced only if it is a report trackflow wrote"
+        ),
     ] = None,
     open_: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
 ) -> None:
@@ -282,15 +285,13 @@ def report(
     import webbrowser
 
     from pipelines.dbt import DBT_PROJECT_DIR
-    from pipelines.report import ReportError, build_report, default_output
+    from pipelines.report import ReportError, build_report
 
     warehouse = _warehouse()
     try:
         with console.status("building report..."):
             summary = build_report(
-                warehouse,
-                output or default_output(warehouse),
-                dbt_run_results=DBT_PROJECT_DIR / "target/run_results.json",
+                warehouse, output, dbt_run_results=DBT_PROJECT_DIR / "target/run_results.json"
             )
     except ReportError as exc:
         raise fail(str(exc)) from None

@@ -3,12 +3,20 @@
 Every raw row of the person (all identities stitched to them) is deleted, their ids' tokens are
 added to a suppression list that ingestion and staging apply (so a replay of the topic or a
 backfill cannot bring them back), the request is recorded in an audit table without personal
-data, and the models are rebuilt.
+data, the models are rebuilt, and then the storage itself is purged: the warehouse rewritten
+without the freed blocks that still held the rows, dlt's copies of loaded rows removed.
+
+A dead letter is the person's when its Kafka key is one of their ids, or when its payload names
+one of them as anonymousId, userId or previousId: parsed as JSON where it parses, and where it
+does not (truncated or broken JSON), as the text `"userId":"<id>"` (any spacing). Anything
+else stays: an id that only appears inside another value cannot be told apart from someone
+else's data.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,9 +24,8 @@ from datetime import UTC, datetime
 from pipelines.config import PrivacyConfig
 from pipelines.dbt import DbtFailed, run_dbt
 from pipelines.names import RAW, RAW_ERASURES, RAW_EVENTS, RAW_REJECTED, RAW_SUPPRESSIONS
-from pipelines.privacy import PrivacyError, PrivacySettings, id_sha256
+from pipelines.privacy import PAYLOAD_IDS, PrivacyError, PrivacySettings, id_sha256
 from pipelines.warehouse import SqlClient, Warehouse
-
 
 @dataclass
 class ErasureResult:
@@ -46,12 +53,18 @@ def forget(
     if not warehouse.exists():
         raise PrivacyError(f"{warehouse.describe()} does not exist")
     settings = PrivacySettings.resolve(privacy or PrivacyConfig.from_env(), warehouse)
+    pending = pending_loads(warehouse)
+    if pending:
+        raise PrivacyError(
+            f"an ingestion that did not finish left {pending} load package(s) waiting in "
+            f"{warehouse.dlt_pipelines_dir()}; their rows would come back into raw after the "
+            "erasure: run 'trackflow ingest' first (it loads them), then forget"
+        )
     with warehouse.connect() as sql:
         ids = _stitched_identities(sql, user_id=user_id, anonymous_id=anonymous_id)
         scope = "user_id" if user_id else "anonymous_id"
         with sql.transaction():
             request_id, deleted = _erase(sql, ids, settings, requested_via, scope)
-        sql.execute("checkpoint")  # deleted rows leave the file's live blocks now
     if rebuild:
         try:
             run_dbt(warehouse, "build", "--full-refresh", "--quiet")
@@ -60,7 +73,27 @@ def forget(
                 "raw rows were erased and suppressed, but rebuilding the models failed; run "
                 f"'dbt build --full-refresh' before anyone reads the marts: {exc}"
             ) from None
+    warehouse.purge_deleted()
+    purge_loaded_copies(warehouse)
     return ErasureResult(request_id, len(ids), deleted)
+
+
+def pending_loads(warehouse: Warehouse) -> int:
+    """Load packages extracted or normalized but not loaded yet, of every pipeline."""
+    root = warehouse.dlt_pipelines_dir()
+    return sum(
+        1
+        for stage in ("new", "normalized")
+        for package in root.glob(f"*/load/{stage}/*")
+        if package.is_dir()
+    ) + sum(1 for package in root.glob("*/normalize/extracted/*") if package.is_dir())
+
+
+def purge_loaded_copies(warehouse: Warehouse) -> None:
+    """dlt keeps a loaded package's rows (its completed jobs) unless told not to, which
+    ingestion now does; packages of older runs still hold theirs."""
+    for jobs in warehouse.dlt_pipelines_dir().glob("*/load/loaded/*/completed_jobs"):
+        shutil.rmtree(jobs)
 
 
 def _erase(
@@ -89,10 +122,9 @@ def _erase(
     )
     deleted[RAW_REJECTED] = len(
         sql.rows(
-            f"""delete from {RAW_REJECTED} r
+            f"""delete from {RAW_REJECTED}
             where _kafka_key in (select id from forget_ids)
-               or exists (select 1 from forget_ids
-                          where contains(coalesce(try(decode(r.payload)), ''), id))
+               or {PAYLOAD_IDS} && (select list(id) from forget_ids)
             returning 1"""
         )
     )

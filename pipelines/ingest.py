@@ -63,6 +63,9 @@ class IngestResult:
 
 
 def pipeline_for(warehouse: Warehouse, pipeline_name: str = PIPELINE_NAME) -> dlt.Pipeline:
+    # a loaded package keeps a copy of its rows (parquet) unless told otherwise: personal data
+    # would outlive an erasure there, and the working dir would grow with every load
+    dlt.config["load.delete_completed_jobs"] = True
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         pipelines_dir=str(warehouse.dlt_pipelines_dir()),

@@ -26,6 +26,18 @@ from pipelines.names import RAW_SUPPRESSIONS
 from pipelines.warehouse import Warehouse
 
 _JSON_COLUMNS: Final = ("context", "properties", "traits")
+_ID_FIELDS: Final = ("anonymousId", "userId", "previousId")
+# SQL: the ids a dead letter's payload (bytes) names, the rule of erasure and suppression alike:
+# anonymousId, userId, previousId from the JSON where it parses, else the same fields read as
+# text (`"userId": "x"`) from bytes that are valid UTF-8
+PAYLOAD_IDS: Final = (
+    "list_filter(coalesce("
+    "try(json_extract_string(try(decode(payload)), ["
+    + ", ".join(f"'$.{f}'" for f in _ID_FIELDS)
+    + "])), "
+    "regexp_extract_all(coalesce(try(decode(payload)), ''), "
+    f"'\"(?:{'|'.join(_ID_FIELDS)})\"\\s*:\\s*\"([^\"\\\\]*)\"', 1)), x -> x is not null)"
+)
 _FIELD_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -269,8 +281,11 @@ def drop_suppressed(
         accepted_rows=accepted,
         tokens=token_table,
     ).cast(accepted.schema)
+    named = f"list_transform({PAYLOAD_IDS}, x -> {_hmac_sql(settings.key, 'x')})"
     kept_rejected = query_arrow(
-        f"select * from rejected_rows where coalesce({key} not in (select t from tokens), true)",
+        "select * from rejected_rows"
+        f" where coalesce({key} not in (select t from tokens), true)"
+        f" and not list_has_any({named}, (select list(t) from tokens))",
         rejected_rows=rejected,
         tokens=token_table,
     ).cast(rejected.schema)

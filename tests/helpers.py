@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -47,3 +48,18 @@ def every_cell(warehouse: Warehouse) -> list[tuple[str, str]]:
             rows = sql.rows(f'select * from "{schema}"."{name}"')
             out.extend((table, repr(row)) for row in rows)
     return out
+
+
+def byte_leaks(warehouse: Warehouse, secrets: set[str]) -> list[tuple[str, str]]:
+    """(file, secret) for every file of the warehouse's directory (the DuckDB file, its WAL,
+    dlt's working directory, the report) holding a secret as a whole token."""
+    patterns = {
+        s: re.compile(rb"(?<![A-Za-z0-9_-])" + re.escape(s.encode()) + rb"(?![A-Za-z0-9_-])")
+        for s in secrets
+    }
+    found = []
+    for path in warehouse.local_dir().rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [(str(path), s) for s, p in patterns.items() if p.search(data)]
+    return found

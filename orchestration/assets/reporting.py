@@ -14,7 +14,7 @@ from orchestration.assets.keys import (
 )
 from orchestration.project import dbt_project
 from orchestration.resources import WarehouseResource
-from pipelines.report import ReportError, build_report, default_output
+from pipelines.report import ReportError, build_report
 
 
 @dg.asset(
@@ -31,8 +31,7 @@ def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> d
     target = warehouse.open()
     try:
         summary = build_report(
-            target,
-            default_output(target),
+            target,  # written to the default place: report.html beside the warehouse
             dbt_run_results=dbt_project().target_path / "run_results.json",
         )
     except ReportError as exc:

@@ -12,6 +12,7 @@ import vl_convert as vlc
 from pipelines.dbt import DBT_PROJECT_DIR
 from pipelines.names import ANALYTICS, SESSIONS_MART
 from pipelines.report import charts, page
+from pipelines.report.output import UnsafeOutput, check_output, check_picture, write_atomically
 from pipelines.report.quality import (
     dbt_checks,
     empty_quality,
@@ -74,21 +75,26 @@ def build_report(
     says so. Raises ReportError if the warehouse cannot be read.
     """
     warehouse = warehouse or open_warehouse()
-    output = (output or default_output(warehouse)).resolve()
+    try:
+        output = check_output(
+            output or default_output(warehouse),
+            create_parent=output is None,  # the default place is ours to create
+            protected=warehouse.own_files(),
+        )
+        picture = check_picture(output.with_name(output.stem + ".funnel.png"))
+    except UnsafeOutput as exc:
+        raise ReportError(str(exc)) from None
     now = now or datetime.now(UTC)
     data = collect(warehouse, now, checks, dbt_run_results, dbt_project_dir)
     specs = chart_specs(data)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(page.render(data, specs), encoding="utf-8")
-    tmp.replace(output)  # a reader never sees half a report
+    write_atomically(output, page.render(data, specs).encode("utf-8"))
 
     png, png_path = None, None
     main = next((f for f in data.get("funnels", []) if f["entered"]), None)
     if main is not None:
         png = vlc.vegalite_to_png(specs[f"funnel:{main['name']}"], scale=1.0)
-        png_path = output.with_name(output.stem + ".funnel.png")
-        png_path.write_bytes(png)
+        png_path = picture
+        write_atomically(png_path, png)
     return ReportSummary(
         path=output,
         has_data=data["has_data"],

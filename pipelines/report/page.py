@@ -285,6 +285,7 @@ def render(data: dict[str, Any], specs: dict[str, dict[str, Any]]) -> str:
     else:
         scripts = "<script>document.body.dataset.ready = 'true';</script>"
     return PAGE.format(
+        generator=GENERATOR,
         title="trackflow report",
         subtitle=escape(subtitle),
         generated=escape(when(data["generated_at"])),
@@ -350,9 +351,13 @@ tr.pass td:first-child { color: #067647; }
 code { background: #eef0f3; padding: 1px 4px; border-radius: 3px; }
 """
 
+# marks a page as trackflow's: `trackflow report` only ever overwrites a file that carries it
+GENERATOR = "trackflow report"
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="{generator}">
 <title>{title}</title>
 <style>{css}</style>
 </head><body>

@@ -65,8 +65,17 @@ class Warehouse(ABC):
         """Where files that belong with this warehouse on this host go (the default report)."""
 
     @abstractmethod
+    def own_files(self) -> tuple[Path, ...]:
+        """Files on this host that are the warehouse's own (never to be written over)."""
+
+    @abstractmethod
     def pseudonym_key_file(self) -> Path | None:
         """Where a generated pseudonym key may be kept; None when the key must be configured."""
+
+    @abstractmethod
+    def purge_deleted(self) -> None:
+        """Make deleted rows unreadable from the storage itself, not only from SQL (erasure):
+        nothing of them may remain in free blocks or old data files."""
 
     def locked_error(self) -> WarehouseLocked:
         return WarehouseLocked(

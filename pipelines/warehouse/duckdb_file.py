@@ -56,5 +56,31 @@ class DuckDBFile(Warehouse):
     def local_dir(self) -> Path:
         return self.path.parent
 
+    def own_files(self) -> tuple[Path, ...]:
+        return (
+            self.path,
+            self.path.with_name(self.path.name + ".wal"),
+            self.pseudonym_key_file(),
+        )
+
     def pseudonym_key_file(self) -> Path:
         return self.path.parent / f".{self.path.name}.pseudonym-key"
+
+    def purge_deleted(self) -> None:
+        """Rewrite the file: DuckDB reuses freed blocks but never zeroes them, so a deleted
+        row's bytes stay in the file until overwritten. A copy holds only live data; it replaces
+        the file atomically (a crash leaves either the old file or the new one)."""
+        fresh = self.path.with_name(f".{self.path.name}.compacting")
+        fresh.unlink(missing_ok=True)
+        con = duckdb.connect(str(self.path))
+        try:
+            source = con.execute("select current_database()").fetchone()
+            con.execute(f"attach '{fresh}' as compacted")
+            con.execute(
+                f'copy from database "{source[0] if source else self.path.stem}" to compacted'
+            )
+            con.execute("detach compacted")
+        finally:
+            con.close()
+        fresh.replace(self.path)
+        self.path.with_name(self.path.name + ".wal").unlink(missing_ok=True)

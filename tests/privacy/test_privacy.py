@@ -9,13 +9,13 @@ import pytest
 
 from pipelines.config import PrivacyConfig
 from pipelines.erasure import forget
-from pipelines.events import messages_table, validate
+from pipelines.events import dumps, messages_table, validate
 from pipelines.generator import generate
 from pipelines.ingest import ingest
 from pipelines.privacy import PrivacySettings
 from pipelines.producer import produce
 from pipelines.warehouse import DuckDBFile, Warehouse
-from tests.helpers import dbt_build, every_cell, scalar, settings_for
+from tests.helpers import byte_leaks, dbt_build, every_cell, query, scalar, settings_for
 
 KEY = "test-pseudonym-key"
 
@@ -31,11 +31,40 @@ def built(broker, tmp_path_factory):
     topic = f"privacy.{os.getpid()}"
     settings = settings_for(broker.bootstrap, topic)
     traffic = generate(events=4_000, users=150, days=2, seed=21)
-    produce(traffic.messages, settings, topic)
-    assert ingest(settings, warehouse).loaded == 4_000
+    produce(traffic.messages + PLANTED, settings, topic)
+    assert ingest(settings, warehouse).loaded == 4_000 + 1
     dbt_build(warehouse)
     yield warehouse, settings, traffic
     os.environ.pop("TRACKFLOW_PSEUDONYM_KEY", None)
+
+
+# a visitor whose anonymous id is a word every payload holds as a key ("type"), with one event
+# and one dead letter; and a dead letter of the person test_forget erases whose bytes do not
+# parse, keyed by someone else, naming them only in its text
+PERSON = "user-00013"
+_TS = 1_795_737_756_769
+PLANTED = [
+    (
+        b"type",
+        dumps(
+            {
+                "messageId": "planted-type-1",
+                "type": "track",
+                "event": "Product Viewed",
+                "anonymousId": "type",
+                "timestamp": "2026-11-28T10:00:00Z",
+            }
+        ),
+        _TS,
+    ),
+    (
+        b"type",
+        dumps({"messageId": "planted-type-2", "type": "track", "event": "E", "anonymousId": "type",
+               "timestamp": "not a time"}),
+        _TS,
+    ),
+    (b"someone-else", b'{"type": "track", "userId" : "' + PERSON.encode() + b'", "event": "E', _TS),
+]  # fmt: skip
 
 
 def _events(traffic) -> list[dict]:
@@ -66,6 +95,47 @@ def test_pseudonymised_fields_never_in_clear_text(built) -> None:
     assert tokens == 1
 
 
+PER_ENTITY_MODELS = {
+    "analytics.fct_sessions": "user_key",
+    "analytics.dim_users": "user_key",
+    "analytics.fct_funnel_progress": "user_key",
+    "staging.int_events__stitched": "user_key",
+    "staging.stg_raw__tracking_events": "anonymous_id",
+}
+
+
+def _others(warehouse: Warehouse, person: str) -> dict[str, list[tuple]]:
+    """Every row that is not the person's, in raw, dead letters and the per-entity models."""
+    tables = {
+        "raw.tracking_events": f"anonymous_id is distinct from '{person}'",
+        "raw.tracking_events_rejected": "true",
+        **{t: f"{c} is distinct from '{person}'" for t, c in PER_ENTITY_MODELS.items()},
+    }
+    return {
+        table: sorted(query(warehouse, f"select * from {table} where {where}"), key=repr)
+        for table, where in tables.items()
+    }
+
+
+def test_forget_matches_identities_exactly(built) -> None:
+    """`forget --anonymous-id type` used to delete every dead letter (matched by substring)."""
+    warehouse, _, _ = built
+    before = _others(warehouse, "type")
+    rejected_before = scalar(warehouse, "select count(*) from raw.tracking_events_rejected")
+
+    result = forget(warehouse, anonymous_id="type", requested_via="test")
+
+    assert result.rows_deleted == {"raw.tracking_events": 1, "raw.tracking_events_rejected": 1}
+    after = _others(warehouse, "type")
+    # exactly the visitor's dead letter went; nobody else's row changed anywhere
+    assert len(after["raw.tracking_events_rejected"]) == rejected_before - 1
+    gone = [r for r in before["raw.tracking_events_rejected"] if r not in after[
+        "raw.tracking_events_rejected"]]  # fmt: skip
+    assert len(gone) == 1 and b"planted-type-2" in gone[0][6]
+    before["raw.tracking_events_rejected"] = after["raw.tracking_events_rejected"]
+    assert after == before
+
+
 def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
     warehouse, settings, traffic = built
     events = _events(traffic)
@@ -75,6 +145,7 @@ def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
         if e.get("userId"):
             by_user.setdefault(e["userId"], set()).add(e["anonymousId"])
     user, anon_ids = max(by_user.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    assert user == PERSON
     person_ids = {user} | anon_ids
     email_token = _tokens(warehouse).token(f"{user}@example.com")
     sessions_before = scalar(warehouse, "select count(*) from analytics.fct_sessions")
@@ -88,6 +159,8 @@ def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
     assert result.rows_deleted["raw.tracking_events"] == sum(
         1 for e in events if e["anonymousId"] in anon_ids or e.get("userId") == user
     )
+    # the broken dead letter that names them in its text went too
+    assert result.rows_deleted["raw.tracking_events_rejected"] == 1
 
     def leaks() -> list[str]:
         return sorted(
@@ -99,15 +172,19 @@ def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
         )
 
     assert leaks() == []
+    # nor in the bytes: no free block of the file, no copy in dlt's working directory
+    assert byte_leaks(warehouse, person_ids | {email_token}) == []
     assert scalar(warehouse, "select count(*) from analytics.fct_sessions") == (
         sessions_before - theirs
     )
     audit = scalar(warehouse, "select count(*) from raw.privacy_erasures")
-    assert audit == 1  # and (checked above) it holds none of their ids
+    assert audit == 2  # this one and the one before; (checked above) no ids in either
 
     # replay the whole topic from the earliest offset with a fresh pipeline, then a backfill
     replay = ingest(settings, warehouse, pipeline_name="replay_from_earliest")
-    assert replay.suppressed == result.rows_deleted["raw.tracking_events"]
+    # their rows, their broken dead letter (named in its text), and the "type" visitor erased
+    # before: its event and its dead letter
+    assert replay.suppressed == result.rows_deleted["raw.tracking_events"] + 1 + 2
     dbt_build(warehouse, "--full-refresh")
     assert leaks() == []
 
