@@ -199,11 +199,23 @@ def ingest(
         str | None,
         typer.Option(help="accept a recorded offset gap and resume: earliest | latest | ISO time"),
     ] = None,
+    shard: Annotated[
+        str,
+        typer.Option(
+            help="I/N: drain only the partitions p with p % N == I (run N such workers, on any "
+            "hosts, against a ducklake warehouse)"
+        ),
+    ] = "0/1",
 ) -> None:
     """Drain the topic(s) once into the warehouse: raw events and dead letters."""
     from pipelines.ingest import ingest as run
     from pipelines.kafka_source.helpers import DrainStats, IngestError
+    from pipelines.offsets import Shard
 
+    try:
+        owned = Shard.parse(shard)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     settings = _kafka()
     warehouse = _warehouse()
     given = {
@@ -240,6 +252,7 @@ def ingest(
                 settings,
                 warehouse,
                 limits=limits,
+                shard=owned,
                 start_from=start_from,
                 resume_from=resume_from,
                 on_batch=on_batch,

@@ -163,6 +163,12 @@ class WarehouseSettings(_Section):
     # DuckDB keeps a buffer cache up to 80% of RAM by default: capped so a load's memory does not
     # grow with the warehouse (512MB keeps a 3M-event drain within 1.23x the peak of a 300k one)
     memory_limit: str = Field("512MB", alias="DUCKDB_MEMORY_LIMIT")
+    # ducklake: the catalog database (DuckDB's form, e.g. postgres:dbname=lake host=db user=x)
+    ducklake_catalog: str | None = Field(None, alias="DUCKLAKE_CATALOG", repr=False)
+    # ducklake: where the parquet files live, spelled the same by every host (file:// or s3://)
+    ducklake_data_path: str | None = Field(None, alias="DUCKLAKE_DATA_PATH")
+    # this host's own working files for a shared warehouse (dlt's state, the default report)
+    state_dir: Path = Field(Path(".trackflow"), alias="TRACKFLOW_STATE_DIR")
 
 
 class PrivacyConfig(_Section):

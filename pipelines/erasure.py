@@ -27,6 +27,7 @@ from pipelines.names import RAW, RAW_ERASURES, RAW_EVENTS, RAW_REJECTED, RAW_SUP
 from pipelines.privacy import PAYLOAD_IDS, PrivacyError, PrivacySettings, id_sha256
 from pipelines.warehouse import SqlClient, Warehouse
 
+
 @dataclass
 class ErasureResult:
     request_id: str
@@ -73,7 +74,7 @@ def forget(
                 "raw rows were erased and suppressed, but rebuilding the models failed; run "
                 f"'dbt build --full-refresh' before anyone reads the marts: {exc}"
             ) from None
-    warehouse.purge_deleted()
+    warehouse.purge_deleted([RAW_EVENTS, RAW_REJECTED])
     purge_loaded_copies(warehouse)
     return ErasureResult(request_id, len(ids), deleted)
 

@@ -7,8 +7,10 @@ it resolved. The records are written outside dlt: the run that found them loads 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pipelines.names import RAW, RAW_GAPS
 from pipelines.warehouse import SqlClient, Warehouse
@@ -61,9 +63,10 @@ def record_gaps(warehouse: Warehouse, pipeline_name: str, gaps: list[Gap]) -> No
         )
 
 
-def resolve_gaps(warehouse: Warehouse, pipeline_name: str, resolution: str) -> int:
-    """Mark the open gaps of the pipeline resolved; returns how many were open."""
-    if not warehouse.exists():
+def resolve_gaps(warehouse: Warehouse, partitions: Sequence[Any], resolution: str) -> int:
+    """Mark the open gaps of these partitions (objects with .topic and .partition) resolved;
+    returns how many were open."""
+    if not warehouse.exists() or not partitions:
         return 0
     with warehouse.connect() as sql:
         if not sql.has_table(RAW_GAPS):
@@ -71,14 +74,20 @@ def resolve_gaps(warehouse: Warehouse, pipeline_name: str, resolution: str) -> i
         return len(
             sql.rows(
                 f"update {RAW_GAPS} set resolved_at = ?, resolution = ? "
-                "where resolved_at is null and pipeline_name = ? returning 1",
-                [datetime.now(UTC), resolution, pipeline_name],
+                "where resolved_at is null "
+                "and (topic, partition) in (select unnest(?), unnest(?)) returning 1",
+                [
+                    datetime.now(UTC),
+                    resolution,
+                    [p.topic for p in partitions],
+                    [p.partition for p in partitions],
+                ],
             )
         )
 
 
-def open_gaps(warehouse: Warehouse, pipeline_name: str) -> list[Gap]:
-    """The unresolved gaps of the pipeline, oldest first."""
+def open_gaps(warehouse: Warehouse) -> list[Gap]:
+    """The unresolved gaps of every partition (whichever shard found them), oldest first."""
     if not warehouse.exists():
         return []
     with warehouse.connect(read_only=True) as sql:
@@ -86,8 +95,6 @@ def open_gaps(warehouse: Warehouse, pipeline_name: str) -> list[Gap]:
             return []
         rows = sql.rows(
             f"select topic, partition, kind, expected_offset, log_start, log_end, detail "
-            f"from {RAW_GAPS} where resolved_at is null and pipeline_name = ? "
-            "order by detected_at",
-            [pipeline_name],
+            f"from {RAW_GAPS} where resolved_at is null order by detected_at"
         )
     return [Gap(*row) for row in rows]

@@ -8,9 +8,11 @@ source's business (pipelines/kafka_source); the warehouse is whatever the seam n
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -18,7 +20,7 @@ from kafka import TopicPartition
 
 from pipelines.config import IngestSettings, KafkaSettings, PrivacyConfig
 from pipelines.gaps import record_gaps, resolve_gaps
-from pipelines.kafka_source import kafka_source, stored_offsets
+from pipelines.kafka_source import kafka_source, state_offsets
 from pipelines.kafka_source.helpers import (
     DrainStats,
     IngestError,
@@ -27,6 +29,7 @@ from pipelines.kafka_source.helpers import (
     parse_start,
 )
 from pipelines.names import PIPELINE_NAME, RAW
+from pipelines.offsets import ALL_PARTITIONS, Shard, StoredOffsets, confirmed_offsets
 from pipelines.privacy import PrivacyError, PrivacySettings, suppressed_tokens
 from pipelines.warehouse import Warehouse, WarehouseError, open_warehouse
 
@@ -78,16 +81,66 @@ def _label(tp: TopicPartition) -> str:
     return f"{tp.topic}[{tp.partition}]"
 
 
+def pipeline_name_for(shard: Shard) -> str:
+    """One dlt pipeline (local working state) per shard, so shards can share a host."""
+    return (
+        PIPELINE_NAME
+        if shard.count == 1
+        else f"{PIPELINE_NAME}_shard_{shard.index}_of_{shard.count}"
+    )
+
+
+# a load that conflicts with another writer's commit (DuckLake) is safe to retry as it is
+TRANSIENT_LOAD_ERRORS = ("Transaction conflict", "SchemaUpdateTransientError")
+LOAD_ATTEMPTS = 5
+
+
+def _load_with_retries(pipeline: dlt.Pipeline) -> Any:
+    delay = 0.5
+    for attempt in range(1, LOAD_ATTEMPTS + 1):
+        try:
+            return pipeline.load()
+        except PipelineStepFailed as exc:
+            if attempt == LOAD_ATTEMPTS or not _is_transient(exc):
+                raise
+            time.sleep(delay)
+            delay *= 2
+    return None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if any(marker in f"{type(cause).__name__}: {cause}" for marker in TRANSIENT_LOAD_ERRORS):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _positions(
+    warehouse: Warehouse, pipeline: dlt.Pipeline, settings: KafkaSettings, shard: Shard
+) -> StoredOffsets:
+    """Confirmed positions from the warehouse; a partition never recorded there falls back to
+    the offsets older runs kept in the pipeline's dlt state."""
+    stored = confirmed_offsets(warehouse, settings.topics, shard)
+    for topic, parts in state_offsets(pipeline).items():
+        if topic in settings.topics:
+            for part, pos in parts.items():
+                stored.setdefault(topic, {}).setdefault(part, pos)
+    return stored
+
+
 def ingest(
     settings: KafkaSettings | None = None,
     warehouse: Warehouse | None = None,
     *,
     limits: IngestSettings | None = None,
+    shard: Shard = ALL_PARTITIONS,
     start_from: str = "earliest",
     resume_from: str | None = None,
     privacy: PrivacyConfig | None = None,
     on_batch: Callable[[DrainStats], None] | None = None,
-    pipeline_name: str = PIPELINE_NAME,
+    pipeline_name: str | None = None,
     on_phase: Callable[[str], None] | None = None,
 ) -> IngestResult:
     """Drain the topic(s) once into the warehouse. Raises IngestError or WarehouseError (a
@@ -95,6 +148,9 @@ def ingest(
 
     The drain is loaded in parts of at most `limits.messages_per_load` messages; each part is
     one dlt load holding its rows and offsets, so a crash loses at most the part in flight.
+    With `shard` only the partitions it owns are drained; any number of shards may run at once
+    against a DuckLake warehouse (a DuckDB file takes one writer: a second one gets
+    WarehouseLocked).
     """
     settings = settings or KafkaSettings.from_env()
     warehouse = warehouse or open_warehouse()
@@ -105,6 +161,7 @@ def ingest(
         raise IngestError(str(exc)) from None
     start = parse_start(start_from)
     resume = parse_start(resume_from) if resume_from is not None else None
+    pipeline_name = pipeline_name or pipeline_name_for(shard)
     pipeline = pipeline_for(warehouse, pipeline_name)
 
     def phase(name: str) -> None:
@@ -119,7 +176,7 @@ def ingest(
         if pipeline.list_extracted_load_packages():
             pipeline.normalize()
         if pipeline.list_normalized_load_packages():
-            pipeline.load()
+            _load_with_retries(pipeline)
         suppressed = suppressed_tokens(warehouse)
     except (PipelineStepFailed, WarehouseError) as exc:
         raise _operator_error(exc, warehouse) from exc
@@ -128,13 +185,14 @@ def ingest(
 
     stats = DrainStats()  # shared by the parts: counts and time limits cover the whole run
     load_id: str | None = None
-    with KafkaSession(settings) as kafka:
+    with KafkaSession(settings, shard) as kafka:
         for part in itertools.count():
             first = part == 0
             part_limit = min(limits.max_messages, stats.messages + limits.messages_per_load)
             source = kafka_source(
                 kafka,
                 start,
+                stored=_positions(warehouse, pipeline, settings, shard),
                 resume_from=resume if first else None,
                 check_gaps=first,
                 limits=limits,
@@ -152,7 +210,7 @@ def ingest(
                 phase("normalize")
                 pipeline.normalize()
                 phase("load")
-                info = pipeline.load()
+                info = _load_with_retries(pipeline)
             except PipelineStepFailed as exc:
                 error = _operator_error(exc, warehouse)
                 if isinstance(error, OffsetGapError):
@@ -166,15 +224,14 @@ def ingest(
             stats.stopped_because = ""
 
         resumed = (
-            resolve_gaps(warehouse, pipeline_name, f"resumed from {resume_from}")
+            resolve_gaps(warehouse, kafka.partitions(), f"resumed from {resume_from}")
             if stats.resumed_partitions
             else 0
         )
         offsets = {
             TopicPartition(topic, int(p)): int(pos["next"])
-            for topic, parts in stored_offsets(pipeline).items()
+            for topic, parts in _positions(warehouse, pipeline, settings, shard).items()
             for p, pos in parts.items()
-            if topic in settings.topics
         }
         phase("commit_offsets")
         commit_error = kafka.commit(offsets)
@@ -210,4 +267,4 @@ def _operator_error(exc: BaseException, warehouse: Warehouse) -> IngestError | W
     return IngestError(f"ingestion failed: {str(exc)[:300]}")
 
 
-__all__ = ["IngestResult", "ingest", "pipeline_for"]
+__all__ = ["IngestResult", "ingest", "pipeline_for", "pipeline_name_for"]

@@ -36,7 +36,7 @@ PAYLOAD_IDS: Final = (
     + ", ".join(f"'$.{f}'" for f in _ID_FIELDS)
     + "])), "
     "regexp_extract_all(coalesce(try(decode(payload)), ''), "
-    f"'\"(?:{'|'.join(_ID_FIELDS)})\"\\s*:\\s*\"([^\"\\\\]*)\"', 1)), x -> x is not null)"
+    f'\'"(?:{"|".join(_ID_FIELDS)})"\\s*:\\s*"([^"\\\\]*)"\', 1)), x -> x is not null)'
 )
 _FIELD_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 

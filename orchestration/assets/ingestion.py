@@ -88,7 +88,7 @@ def _specs() -> list[dg.AssetSpec]:
 
 
 def gaps_check_result(warehouse: Warehouse) -> dg.AssetCheckResult:
-    gaps = open_gaps(warehouse, PIPELINE_NAME)
+    gaps = open_gaps(warehouse)
     metadata: dict[str, Any] = {"actual": len(gaps), "threshold": 0}
     if gaps:
         first = gaps[0]

@@ -20,15 +20,27 @@ from typing import Any
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
+from kafka import TopicPartition
 
 from pipelines.config import IngestSettings
 from pipelines.events import event_days, messages_table, validate
-from pipelines.names import EVENTS_TABLE, REJECTED_TABLE
+from pipelines.names import EVENTS_TABLE, OFFSETS_TABLE, REJECTED_TABLE
+from pipelines.offsets import StoredOffsets
 from pipelines.privacy import PrivacySettings, drop_suppressed, minimise
 
-from .helpers import DrainStats, KafkaSession, OffsetGapError, StoredOffsets
+from .helpers import DrainStats, KafkaSession, OffsetGapError
 
-__all__ = ["kafka_source", "stored_offsets"]
+__all__ = ["kafka_source", "state_offsets"]
+
+OFFSETS_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("next_offset", pa.int64()),
+        ("fingerprint", pa.string()),
+        ("shard", pa.string()),
+    ]
+)
 
 
 @dlt.source(name="kafka", max_table_nesting=0)
@@ -36,6 +48,7 @@ def kafka_source(
     kafka: KafkaSession | None,
     start_from: str | datetime = "earliest",
     *,
+    stored: StoredOffsets | None = None,
     resume_from: str | datetime | None = None,
     check_gaps: bool = True,
     limits: IngestSettings | None = None,
@@ -47,9 +60,10 @@ def kafka_source(
 ) -> Any:
     """One bounded drain of the session's topics; see the module docstring for the tables.
 
-    The resource plans where each partition starts (its stored offsets, `start_from` for new
+    The resource plans where each partition starts (its `stored` position, `start_from` for new
     partitions, and with `check_gaps` the gap checks: a gap raises OffsetGapError unless
-    `resume_from` says where to restart), then drains at most `max_messages` messages in all.
+    `resume_from` says where to restart), drains at most `max_messages` messages in all, and
+    writes the positions it reached to raw.ingestion_offsets in the same load as the rows.
     """
     limits = limits or IngestSettings()
     stats = stats if stats is not None else DrainStats()
@@ -59,23 +73,24 @@ def kafka_source(
         if kafka is None:
             raise ValueError("kafka_source needs an open KafkaSession to extract")
         state = dlt.current.resource_state()
-        offsets: StoredOffsets = state.setdefault("offsets", {})
         positions, moved, gaps = kafka.plan(
-            offsets, start_from, check_gaps=check_gaps, resume_from=resume_from
+            stored or {}, start_from, check_gaps=check_gaps, resume_from=resume_from
         )
         if gaps:
             raise OffsetGapError(gaps)
-        for tp, offset in moved.items():
-            if offset is None:  # the partition is gone: forget it
-                offsets.get(tp.topic, {}).pop(str(tp.partition), None)
-            else:
-                offsets.setdefault(tp.topic, {})[str(tp.partition)] = {"next": offset, "fp": None}
+        # where partitions now stand: a resume moves them (a vanished partition is dropped)
+        reached: dict[TopicPartition, tuple[int, str | None]] = {
+            tp: (offset, None) for tp, offset in moved.items() if offset is not None
+        }
         stats.resumed_partitions += len(moved)
         if not state.get("tables_created"):
-            # zero-row tables on the first run, so readers (dbt sources) always find both
+            # zero-row tables on the first run, so readers (dbt sources) always find them
             empty_accepted, empty_rejected = validate(messages_table([]))
             yield with_load_id(empty_accepted)
             yield dlt.mark.with_table_name(with_load_id(empty_rejected), REJECTED_TABLE)
+            yield dlt.mark.with_table_name(
+                with_load_id(OFFSETS_SCHEMA.empty_table()), OFFSETS_TABLE
+            )
             state["tables_created"] = True
 
         for messages, last in kafka.drain(
@@ -100,17 +115,28 @@ def kafka_source(
                 yield accepted
             if rejected.num_rows:
                 yield dlt.mark.with_table_name(rejected, REJECTED_TABLE)
-            # advanced in the same extract as the rows: saved with the load or not at all
-            for tp, (nxt, fp) in last.items():
-                offsets.setdefault(tp.topic, {})[str(tp.partition)] = {"next": nxt, "fp": fp}
+            reached.update(last)
             if on_batch:
                 on_batch(stats)
+        if reached:
+            # in the same extract as the rows: saved with the load or not at all
+            positions_table = pa.table(
+                [
+                    pa.array([tp.topic for tp in reached], pa.string()),
+                    pa.array([tp.partition for tp in reached], pa.int32()),
+                    pa.array([nxt for nxt, _ in reached.values()], pa.int64()),
+                    pa.array([fp for _, fp in reached.values()], pa.string()),
+                    pa.array([str(kafka.shard)] * len(reached), pa.string()),
+                ],
+                schema=OFFSETS_SCHEMA,
+            )
+            yield dlt.mark.with_table_name(with_load_id(positions_table), OFFSETS_TABLE)
 
     return tracking_events
 
 
-def stored_offsets(pipeline: dlt.Pipeline) -> StoredOffsets:
-    """The offsets the pipeline's state holds (what the last committed load saved)."""
+def state_offsets(pipeline: dlt.Pipeline) -> StoredOffsets:
+    """Offsets kept in the pipeline's dlt state by runs before raw.ingestion_offsets existed."""
     state = pipeline.state.get("sources", {}).get("kafka", {})
     return dict(state.get("resources", {}).get(EVENTS_TABLE, {}).get("offsets", {}))
 

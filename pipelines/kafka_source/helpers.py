@@ -22,6 +22,7 @@ from kafka.structs import OffsetAndMetadata
 from pipelines.config import KafkaSettings
 from pipelines.events import MESSAGE_SCHEMA
 from pipelines.gaps import Gap
+from pipelines.offsets import ALL_PARTITIONS, Shard, StoredOffsets
 
 from .settings import (
     CONNECT_ATTEMPTS,
@@ -31,9 +32,6 @@ from .settings import (
     POLL_TIMEOUT_MS,
     REACHABLE_TIMEOUT_MS,
 )
-
-# stored offsets, as the dlt state keeps them: topic -> partition -> {"next": int, "fp": str}
-StoredOffsets = dict[str, dict[str, dict[str, Any]]]
 
 
 class IngestError(RuntimeError):
@@ -232,8 +230,9 @@ class KafkaSession:
     the brokers stop answering.
     """
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, shard: Shard = ALL_PARTITIONS) -> None:
         self.settings = settings
+        self.shard = shard
         self.consumer = connect(settings)
         self._partitions: list[TopicPartition] | None = None
 
@@ -252,7 +251,7 @@ class KafkaSession:
         self.consumer.close()
 
     def partitions(self) -> list[TopicPartition]:
-        """Every partition of the configured topics (asked once per run)."""
+        """Every partition of the configured topics this shard owns (asked once per run)."""
         if self._partitions is None:
             tps: list[TopicPartition] = []
             for topic in self.settings.topics:
@@ -262,7 +261,7 @@ class KafkaSession:
                         f"topic {topic!r} does not exist on {self.settings.bootstrap_servers}; "
                         "produce to it first or set TRACKING_TOPIC"
                     )
-                tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+                tps.extend(TopicPartition(topic, p) for p in sorted(parts) if self.shard.owns(p))
             self._partitions = tps
         return self._partitions
 
@@ -293,6 +292,10 @@ class KafkaSession:
         """
         tps = self.partitions()
         begin, end = self.watermarks(tps)
+        stored = {  # another shard's partitions are not this run's business
+            topic: {p: pos for p, pos in parts.items() if self.shard.owns(int(p))}
+            for topic, parts in stored.items()
+        }
         moved: dict[TopicPartition, int | None] = {}
         if check_gaps and stored:
             gaps = check_positions(

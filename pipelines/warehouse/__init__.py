@@ -5,7 +5,8 @@
     with warehouse.connect(read_only=True) as sql:
         sql.scalar("select count(*) from raw.tracking_events")
 
-Targets: `duckdb` (DuckDBFile, the default: one embedded file).
+Targets: `duckdb` (DuckDBFile, the default: one embedded file, one writer at a time) and
+`ducklake` (DuckLake: a PostgreSQL catalog and parquet files, shared by many hosts).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pipelines.warehouse.base import (
     WarehouseMissing,
 )
 from pipelines.warehouse.duckdb_file import DuckDBFile
+from pipelines.warehouse.ducklake import DuckLake
 
 
 def open_warehouse(settings: WarehouseSettings | None = None) -> Warehouse:
@@ -26,11 +28,22 @@ def open_warehouse(settings: WarehouseSettings | None = None) -> Warehouse:
     settings = settings or WarehouseSettings.from_env()
     if settings.kind == "duckdb":
         return DuckDBFile(settings.duckdb_path, memory_limit=settings.memory_limit)
-    raise WarehouseError(f"TRACKFLOW_WAREHOUSE={settings.kind!r} is not supported yet")
+    if not settings.ducklake_catalog:
+        raise WarehouseError(
+            "TRACKFLOW_WAREHOUSE=ducklake needs DUCKLAKE_CATALOG, e.g. "
+            "postgres:dbname=trackflow_lake host=127.0.0.1 user=postgres"
+        )
+    if not settings.ducklake_data_path:
+        raise WarehouseError(
+            "TRACKFLOW_WAREHOUSE=ducklake needs DUCKLAKE_DATA_PATH, where the parquet files go, "
+            "e.g. file:///srv/lake/ or s3://bucket/prefix/ (the same on every host)"
+        )
+    return DuckLake(settings.ducklake_catalog, settings.ducklake_data_path, settings.state_dir)
 
 
 __all__ = [
     "DuckDBFile",
+    "DuckLake",
     "SqlClient",
     "Warehouse",
     "WarehouseError",

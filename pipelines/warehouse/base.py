@@ -73,9 +73,9 @@ class Warehouse(ABC):
         """Where a generated pseudonym key may be kept; None when the key must be configured."""
 
     @abstractmethod
-    def purge_deleted(self) -> None:
-        """Make deleted rows unreadable from the storage itself, not only from SQL (erasure):
-        nothing of them may remain in free blocks or old data files."""
+    def purge_deleted(self, tables: Sequence[str] = ()) -> None:
+        """Make rows deleted from `tables` unreadable from the storage itself, not only from
+        SQL (erasure): nothing of them may remain in free blocks or old data files."""
 
     def locked_error(self) -> WarehouseLocked:
         return WarehouseLocked(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -66,10 +67,10 @@ class DuckDBFile(Warehouse):
     def pseudonym_key_file(self) -> Path:
         return self.path.parent / f".{self.path.name}.pseudonym-key"
 
-    def purge_deleted(self) -> None:
-        """Rewrite the file: DuckDB reuses freed blocks but never zeroes them, so a deleted
-        row's bytes stay in the file until overwritten. A copy holds only live data; it replaces
-        the file atomically (a crash leaves either the old file or the new one)."""
+    def purge_deleted(self, tables: Sequence[str] = ()) -> None:
+        """Rewrite the whole file: DuckDB reuses freed blocks but never zeroes them, so a
+        deleted row's bytes stay in the file until overwritten. A copy holds only live data; it
+        replaces the file atomically (a crash leaves either the old file or the new one)."""
         fresh = self.path.with_name(f".{self.path.name}.compacting")
         fresh.unlink(missing_ok=True)
         con = duckdb.connect(str(self.path))

@@ -181,6 +181,8 @@ def test_forget_erases_everything_and_nothing_comes_back(built, broker) -> None:
     assert audit == 2  # this one and the one before; (checked above) no ids in either
 
     # replay the whole topic from the earliest offset with a fresh pipeline, then a backfill
+    with warehouse.connect() as sql:  # forget where ingestion stood: it starts at the earliest
+        sql.execute("delete from raw.ingestion_offsets")
     replay = ingest(settings, warehouse, pipeline_name="replay_from_earliest")
     # their rows, their broken dead letter (named in its text), and the "type" visitor erased
     # before: its event and its dead letter

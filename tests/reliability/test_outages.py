@@ -11,10 +11,10 @@ import pytest
 
 from pipelines.broker import EmbeddedBroker, free_port
 from pipelines.generator import generate
-from pipelines.ingest import ingest, pipeline_for
-from pipelines.kafka_source import stored_offsets
+from pipelines.ingest import ingest
 from pipelines.kafka_source.helpers import BrokerUnavailable
 from pipelines.kafka_source.settings import CONSUMER_DEFAULTS
+from pipelines.offsets import ALL_PARTITIONS, confirmed_offsets
 from pipelines.producer import produce
 from pipelines.warehouse import WarehouseLocked
 from tests.helpers import limits, scalar, settings_for
@@ -40,13 +40,14 @@ def test_unreachable_at_start_then_catch_up(proxied, warehouse) -> None:
     traffic = generate(events=2_000, users=60, seed=3)
     produce(traffic.messages, settings, "events")
     assert ingest(settings, warehouse, limits=limits(max_messages=500)).loaded == 500
-    before = stored_offsets(pipeline_for(warehouse))
+    before = confirmed_offsets(warehouse, settings.topics, ALL_PARTITIONS)
 
     proxy.down()
     with pytest.raises(BrokerUnavailable) as err:
         ingest(settings, warehouse)
     assert f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}" in str(err.value)
-    assert stored_offsets(pipeline_for(warehouse)) == before  # no offset advanced
+    # no offset advanced
+    assert confirmed_offsets(warehouse, settings.topics, ALL_PARTITIONS) == before
 
     proxy.up()
     assert ingest(settings, warehouse).loaded == 1_500
@@ -74,7 +75,7 @@ def test_outage_mid_drain_fails_loudly_and_moves_no_offset(proxied, warehouse, m
     with pytest.raises(BrokerUnavailable) as err:
         ingest(settings, warehouse, limits=limits(batch_size=1_000), on_batch=on_batch)
     assert f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}" in str(err.value)
-    assert stored_offsets(pipeline_for(warehouse)) == {}
+    assert confirmed_offsets(warehouse, settings.topics, ALL_PARTITIONS) == {}
     # nothing of the failed drain was loaded: no raw row at all
     if warehouse.exists():
         with warehouse.connect(read_only=True) as sql:

@@ -18,8 +18,8 @@ from pipelines.config import Settings
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipelines", "orchestration")
 # the warehouse seam, and the in-memory engine validation and minimisation compute with
-DUCKDB_ALLOWED = {"pipelines/warehouse/base.py", "pipelines/warehouse/duckdb_file.py"}
-DUCKDB_ALLOWED |= {"pipelines/compute.py"}
+DUCKDB_ALLOWED = {f"pipelines/warehouse/{name}.py" for name in ("base", "duckdb_file", "ducklake")}
+DUCKDB_ALLOWED |= {"pipelines/warehouse/extensions.py", "pipelines/compute.py"}
 
 
 def _modules() -> dict[str, Path]:
