@@ -20,6 +20,7 @@ help: ## show this help
 
 $(BIN)/trackflow: pyproject.toml uv.lock | $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
 	$(UV) sync --frozen
+	$(BIN)/python -m pipelines.warehouse.extensions
 	@touch $@
 
 setup: $(BIN)/trackflow ## create .venv with the locked dependencies

@@ -103,8 +103,9 @@ def _erase(
     """Delete, suppress and record in the caller's transaction: (request id, rows deleted)."""
     sql.execute(f"create schema if not exists {RAW}")
     sql.execute(
+        # no primary key (DuckLake has none): an id already listed is not added again
         f"""create table if not exists {RAW_SUPPRESSIONS} (
-            id_token varchar primary key, id_sha256 varchar, added_at timestamptz)"""
+            id_token varchar, id_sha256 varchar, added_at timestamptz)"""
     )
     sql.execute(
         f"""create table if not exists {RAW_ERASURES} (
@@ -114,24 +115,19 @@ def _erase(
     deleted: dict[str, int] = {}
     sql.execute("create temp table forget_ids (id varchar)")
     sql.executemany("insert into forget_ids values (?)", [[i] for i in ids])
-    deleted[RAW_EVENTS] = len(
-        sql.rows(
-            f"""delete from {RAW_EVENTS}
-            where anonymous_id in (select id from forget_ids)
-               or user_id in (select id from forget_ids) returning 1"""
-        )
+    deleted[RAW_EVENTS] = sql.delete(
+        RAW_EVENTS,
+        "anonymous_id in (select id from forget_ids) or user_id in (select id from forget_ids)",
     )
-    deleted[RAW_REJECTED] = len(
-        sql.rows(
-            f"""delete from {RAW_REJECTED}
-            where _kafka_key in (select id from forget_ids)
-               or {PAYLOAD_IDS} && (select list(id) from forget_ids)
-            returning 1"""
-        )
+    deleted[RAW_REJECTED] = sql.delete(
+        RAW_REJECTED,
+        f"_kafka_key in (select id from forget_ids) "
+        f"or {PAYLOAD_IDS} && (select list(id) from forget_ids)",
     )
     now = datetime.now(UTC)
     sql.executemany(
-        f"insert or ignore into {RAW_SUPPRESSIONS} values (?, ?, ?)",
+        f"insert into {RAW_SUPPRESSIONS} select $1, $2, $3 "
+        f"where not exists (select 1 from {RAW_SUPPRESSIONS} where id_token = $1)",
         # the keyed token for ingestion; a plain sha256 for staging, which has no key
         [[settings.token(i), id_sha256(i), now] for i in ids],
     )

@@ -68,22 +68,18 @@ def resolve_gaps(warehouse: Warehouse, partitions: Sequence[Any], resolution: st
     returns how many were open."""
     if not warehouse.exists() or not partitions:
         return 0
+    open_in = "resolved_at is null and (topic, partition) in (select unnest(?), unnest(?))"
+    keys = [[p.topic for p in partitions], [p.partition for p in partitions]]
     with warehouse.connect() as sql:
         if not sql.has_table(RAW_GAPS):
             return 0
-        return len(
-            sql.rows(
-                f"update {RAW_GAPS} set resolved_at = ?, resolution = ? "
-                "where resolved_at is null "
-                "and (topic, partition) in (select unnest(?), unnest(?)) returning 1",
-                [
-                    datetime.now(UTC),
-                    resolution,
-                    [p.topic for p in partitions],
-                    [p.partition for p in partitions],
-                ],
+        with sql.transaction():
+            count = int(sql.scalar(f"select count(*) from {RAW_GAPS} where {open_in}", keys))
+            sql.execute(
+                f"update {RAW_GAPS} set resolved_at = ?, resolution = ? where {open_in}",
+                [datetime.now(UTC), resolution, *keys],
             )
-        )
+        return count
 
 
 def open_gaps(warehouse: Warehouse) -> list[Gap]:

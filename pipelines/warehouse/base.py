@@ -162,6 +162,14 @@ class SqlClient:
         with self._errors():
             return self._con.execute(sql, params).to_arrow_table()
 
+    def delete(self, table: str, where: str, params: Sequence[Any] | None = None) -> int:
+        """Delete the rows matching `where`; returns how many (DuckLake has no RETURNING).
+        Inside a transaction the count and the delete see the same rows."""
+        count = int(self.scalar(f"select count(*) from {table} where {where}", params) or 0)
+        if count:
+            self.execute(f"delete from {table} where {where}", params)
+        return count
+
     def register(self, name: str, table: pa.Table) -> None:
         """Make an Arrow table readable by name in this client's SQL."""
         self._con.register(name, table)
