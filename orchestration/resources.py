@@ -64,15 +64,22 @@ class WarehouseResource(dg.ConfigurableResource):
     # relative paths are relative to where Dagster runs (the repo root for make dev/demo)
     duckdb_path: str = _default(WarehouseSettings, "duckdb_path")
     memory_limit: str = _default(WarehouseSettings, "memory_limit")
+    ducklake_catalog: str | None = None
+    ducklake_data_path: str | None = None
+    state_dir: str = _default(WarehouseSettings, "state_dir")
+
+    def settings(self) -> WarehouseSettings:
+        return WarehouseSettings(
+            kind=self.kind,  # validated by the settings model
+            duckdb_path=Path(self.duckdb_path),
+            memory_limit=self.memory_limit,
+            ducklake_catalog=self.ducklake_catalog,
+            ducklake_data_path=self.ducklake_data_path,
+            state_dir=Path(self.state_dir),
+        )
 
     def open(self) -> Warehouse:
-        return open_warehouse(
-            WarehouseSettings(
-                kind=self.kind,  # validated by the settings model
-                duckdb_path=Path(self.duckdb_path),
-                memory_limit=self.memory_limit,
-            )
-        )
+        return open_warehouse(self.settings())
 
     @contextmanager
     def dbt_env(self) -> Iterator[None]:
@@ -102,6 +109,9 @@ class IngestionResource(dg.ConfigurableResource):
     batch_size: int = _default(IngestSettings, "batch_size")
     messages_per_load: int = _default(IngestSettings, "messages_per_load")
     max_event_bytes: int = _default(IngestSettings, "max_event_bytes")
+    # partition shards per run: in parallel processes on a ducklake warehouse, one after
+    # another on a DuckDB file (it takes one writer)
+    shards: int = _default(IngestSettings, "shards")
     # where a partition with no stored offset starts: earliest | latest | an ISO timestamp
     start_from: str = "earliest"
 
@@ -112,6 +122,7 @@ class IngestionResource(dg.ConfigurableResource):
             batch_size=self.batch_size,
             messages_per_load=self.messages_per_load,
             max_event_bytes=self.max_event_bytes,
+            shards=self.shards,
         )
 
 

@@ -38,10 +38,10 @@ def _read_dotenv() -> None:
     load_dotenv()
 
 
-def fail(reason: str) -> typer.Exit:
+def fail(reason: str, code: int = 1) -> typer.Exit:
     """Print a one-line reason and return the exit to raise."""
     console.print(f"[red]error:[/red] {reason}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def _warehouse() -> Warehouse:
@@ -206,10 +206,17 @@ def ingest(
             "hosts, against a ducklake warehouse)"
         ),
     ] = "0/1",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the result as one JSON object (for tools)")
+    ] = False,
 ) -> None:
-    """Drain the topic(s) once into the warehouse: raw events and dead letters."""
+    """Drain the topic(s) once into the warehouse: raw events and dead letters.
+
+    Exits 1 with a one-line reason on failure, 3 when the broker no longer holds offsets that
+    were never loaded (a gap: see --resume-from).
+    """
     from pipelines.ingest import ingest as run
-    from pipelines.kafka_source.helpers import DrainStats, IngestError
+    from pipelines.kafka_source.helpers import DrainStats, IngestError, OffsetGapError
     from pipelines.offsets import Shard
 
     try:
@@ -258,8 +265,13 @@ def ingest(
                 on_batch=on_batch,
                 on_phase=on_phase,
             )
+    except OffsetGapError as exc:
+        raise fail(str(exc), code=3) from None
     except (IngestError, WarehouseError, SettingsError) as exc:
         raise fail(str(exc)) from None
+    if as_json:
+        out.print_json(data=result.as_json())
+        return
     if result.resumed_gaps:
         out.print(f"resumed past {result.resumed_gaps} recorded gap(s) from {resume_from}")
     out.print(result.summary())

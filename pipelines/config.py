@@ -108,6 +108,20 @@ class _Section(BaseSettings):
         """The environment variables this section reads."""
         return [f.alias for f in cls.model_fields.values() if f.alias]
 
+    def as_env(self) -> dict[str, str]:
+        """The section as environment variables (for a subprocess that reads them back)."""
+        env: dict[str, str] = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if not info.alias or value is None or isinstance(value, BaseSettings):
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, dict):
+                value = ",".join(f"{v}:{k}" for k, v in value.items())
+            env[info.alias] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
+
 
 def _one_line(cls: type[BaseSettings], exc: ValidationError) -> str:
     error = exc.errors()[0]
@@ -195,6 +209,8 @@ class IngestSettings(_Section):
     messages_per_load: int = Field(250_000, gt=0, alias="TRACKFLOW_INGEST_MESSAGES_PER_LOAD")
     # the largest accepted message, at the collector and at ingestion
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, gt=0, alias="TRACKFLOW_MAX_EVENT_BYTES")
+    # how many partition shards the Dagster ingestion runs (in parallel on a ducklake warehouse)
+    shards: int = Field(1, ge=1, alias="TRACKFLOW_INGEST_SHARDS")
 
 
 class QualityThresholds(_Section):

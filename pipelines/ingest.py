@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
@@ -56,6 +56,31 @@ class IngestResult:
     @property
     def total_lag(self) -> int:
         return sum(self.lag.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "event_days": [d.isoformat() for d in self.event_days]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IngestResult:
+        return cls(**{**data, "event_days": [date.fromisoformat(d) for d in data["event_days"]]})
+
+    @classmethod
+    def combined(cls, results: list[IngestResult]) -> IngestResult:
+        """One result for shards that ran side by side."""
+        return cls(
+            messages=sum(r.messages for r in results),
+            loaded=sum(r.loaded for r in results),
+            rejected=sum(r.rejected for r in results),
+            seconds=max((r.seconds for r in results), default=0.0),
+            stopped_because=",".join(sorted({r.stopped_because for r in results})),
+            offsets={k: v for r in results for k, v in r.offsets.items()},
+            lag={k: v for r in results for k, v in r.lag.items()},
+            event_days=sorted({d for r in results for d in r.event_days}),
+            load_id=max((r.load_id for r in results if r.load_id), default=None),
+            commit_error=next((r.commit_error for r in results if r.commit_error), None),
+            resumed_gaps=sum(r.resumed_gaps for r in results),
+            suppressed=sum(r.suppressed for r in results),
+        )
 
     def summary(self) -> str:
         return (

@@ -19,6 +19,7 @@ from dagster_dlt import DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from orchestration.assets.keys import INGESTION_GROUP, INGESTION_POOL, RAW_EVENTS, RAW_REJECTED
+from orchestration.assets.shards import run_shards
 from orchestration.resources import (
     IngestionResource,
     KafkaResource,
@@ -187,18 +188,28 @@ def kafka_ingestion(
     ingestion: IngestionResource,
     thresholds: ThresholdsResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """One bounded drain of the tracking topic(s) into raw (pipelines.ingest.ingest)."""
+    """One bounded drain of the tracking topic(s) into raw (pipelines.ingest.ingest), in
+    `ingestion.shards` partition shards."""
     target = warehouse.open()
     try:
-        result = ingest(
-            kafka.settings(),
-            target,
-            limits=ingestion.limits(),
-            start_from=ingestion.start_from,
-            on_batch=lambda s: context.log.debug(
-                f"{s.messages} messages ({s.accepted} accepted, {s.rejected} rejected)"
-            ),
-        )
+        if ingestion.shards > 1:
+            result = run_shards(
+                kafka.settings(),
+                warehouse.settings(),
+                ingestion.limits(),
+                ingestion.start_from,
+                log=context.log.info,
+            )
+        else:
+            result = ingest(
+                kafka.settings(),
+                target,
+                limits=ingestion.limits(),
+                start_from=ingestion.start_from,
+                on_batch=lambda s: context.log.debug(
+                    f"{s.messages} messages ({s.accepted} accepted, {s.rejected} rejected)"
+                ),
+            )
     except OffsetGapError as exc:
         # the gap is in raw.ingestion_gaps; show it on the check, then fail the run loudly
         yield gaps_check_result(target)

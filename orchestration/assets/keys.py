@@ -31,6 +31,9 @@ MARTS_GROUP = "marts"
 REPORTING_GROUP = "reporting"
 # at most one ingestion at a time: the dlt state (offsets) has one writer
 INGESTION_POOL = "trackflow_ingestion"
+# at most one dbt build at a time: two builds replacing rows of the same DuckLake table conflict
+# ("another transaction has deleted from it"), and a DuckDB file takes one writer anyway
+DBT_POOL = "trackflow_dbt"
 
 # Dagster's run tags for a partition range (a backfill of several days runs as one dbt build)
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"

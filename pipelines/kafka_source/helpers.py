@@ -45,11 +45,18 @@ class BrokerUnavailable(IngestError):
 class OffsetGapError(IngestError):
     """The broker no longer holds the next offset to load (retention, topic recreated)."""
 
-    def __init__(self, gaps: list[Gap]) -> None:
+    def __init__(self, gaps: list[Gap], reason: str | None = None) -> None:
         self.gaps = gaps
-        first = gaps[0]
-        more = f" (and {len(gaps) - 1} more partitions)" if len(gaps) > 1 else ""
-        super().__init__(f"{first.describe()}{more}. {RESUME_HINT}")
+        if reason is None:
+            first = gaps[0]
+            more = f" (and {len(gaps) - 1} more partitions)" if len(gaps) > 1 else ""
+            reason = f"{first.describe()}{more}. {RESUME_HINT}"
+        super().__init__(reason)
+
+    @classmethod
+    def from_reason(cls, reason: str) -> OffsetGapError:
+        """A gap another process found (its details are in raw.ingestion_gaps)."""
+        return cls([], reason)
 
 
 RESUME_HINT = (
