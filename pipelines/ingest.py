@@ -29,7 +29,13 @@ from pipelines.kafka_source.helpers import (
     parse_start,
 )
 from pipelines.names import PIPELINE_NAME, RAW
-from pipelines.offsets import ALL_PARTITIONS, Shard, StoredOffsets, confirmed_offsets
+from pipelines.offsets import (
+    ALL_PARTITIONS,
+    Shard,
+    StoredOffsets,
+    confirmed_offsets,
+    discard_unconfirmed,
+)
 from pipelines.privacy import PrivacyError, PrivacySettings, suppressed_tokens
 from pipelines.warehouse import Warehouse, WarehouseError, open_warehouse
 
@@ -202,6 +208,8 @@ def ingest(
             pipeline.normalize()
         if pipeline.list_normalized_load_packages():
             _load_with_retries(pipeline)
+        # what loads of a crashed process on another host left half-written
+        discard_unconfirmed(warehouse, settings.topics, shard)
         suppressed = suppressed_tokens(warehouse)
     except (PipelineStepFailed, WarehouseError) as exc:
         raise _operator_error(exc, warehouse) from exc

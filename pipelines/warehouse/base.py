@@ -131,7 +131,7 @@ class SqlClient:
                 f"{self.warehouse.describe()}: {_first_line(exc)}"
             ) from exc
 
-    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
         with self._errors():
             self._con.execute(sql, params)
 
@@ -140,7 +140,9 @@ class SqlClient:
             with self._errors():
                 self._con.executemany(sql, rows)
 
-    def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    def rows(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
         with self._errors():
             return self._con.execute(sql, params).fetchall()
 
