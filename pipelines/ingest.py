@@ -201,7 +201,9 @@ def ingest(
 
     phase("recover")
     try:
-        # restores offsets from the warehouse when the local dlt state is missing
+        # creates the warehouse if it is new (shards starting at once on a new lake race for
+        # that: the warehouse settles it), then restores dlt's state if this host has none
+        warehouse.exists()
         pipeline.sync_destination()
         # a run that died after extract left a package holding rows and offsets: load it first
         if pipeline.list_extracted_load_packages():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,13 @@ from dlt.common.configuration.specs import ConnectionStringCredentials
 from dlt.common.destination import Destination
 
 from pipelines.warehouse import extensions
-from pipelines.warehouse.base import Warehouse, WarehouseError
+from pipelines.warehouse.base import Warehouse, WarehouseError, WarehouseMissing
 from pipelines.warehouse.ducklake_dlt import LakeCredentials, lake_destination
 
 ALIAS = "lake"
+ATTACH_ATTEMPTS = 5
+# what a writer that lost a race with another one sees (the other one's commit went through)
+RACES = ("Failed to initialize", "Transaction conflict", "already exists")
 
 
 def catalog_credentials(catalog: str) -> ConnectionStringCredentials:
@@ -92,6 +96,17 @@ class DuckLake(Warehouse):
             )
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        # hosts starting at once on a new catalog race to create its tables: the losers retry
+        for attempt in range(1, ATTACH_ATTEMPTS + 1):
+            try:
+                return self._attach(read_only)
+            except WarehouseError as exc:
+                if attempt == ATTACH_ATTEMPTS or not any(m in str(exc) for m in RACES):
+                    raise
+                time.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
+
+    def _attach(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         extensions.ensure_installed()
         con = duckdb.connect(config=extensions.CONNECTION_CONFIG)
         try:
@@ -107,6 +122,8 @@ class DuckLake(Warehouse):
                 self._no_inlining(con)
         except duckdb.Error as exc:
             con.close()
+            if "creating a new DuckLake is explicitly disabled" in str(exc):
+                raise WarehouseMissing(f"{self.describe()} has no data yet") from None
             raise WarehouseError(self._attach_error(exc)) from None
         return con
 
