@@ -318,7 +318,7 @@ def report(
             summary = build_report(
                 warehouse, output, dbt_run_results=DBT_PROJECT_DIR / "target/run_results.json"
             )
-    except ReportError as exc:
+    except (ReportError, WarehouseError) as exc:
         raise fail(str(exc)) from None
     out.print(f"report: {summary.path}" + ("" if summary.has_data else " (no data yet)"))
     if open_:

@@ -145,8 +145,11 @@ def lag_check_result(result: IngestResult, threshold: int) -> dg.AssetCheckResul
     )
 
 
-def _materializations(result: IngestResult, warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
+def _materializations(
+    result: IngestResult, warehouse: Warehouse, shards: int
+) -> Iterator[dg.MaterializeResult]:
     common: dict[str, Any] = {
+        "shards": shards,
         "load_id": result.load_id or "",
         "messages": result.messages,
         "events_per_second": round(result.events_per_second, 1),
@@ -220,7 +223,7 @@ def kafka_ingestion(
         f"ingest at {datetime.now(UTC):%H:%M:%S}: {result.summary()} "
         f"(stopped: {result.stopped_because})"
     )
-    yield from _materializations(result, target)
+    yield from _materializations(result, target, ingestion.shards)
     yield gaps_check_result(target)
     yield lag_check_result(result, thresholds.max_consumer_lag)
 
