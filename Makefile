@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DUCKDB_PATH ?= data/warehouse.duckdb
 
-.PHONY: help setup demo test lint dev docs bench bench-full soak clean browser
+.PHONY: help setup demo test lint dev docs bench bench-full soak clean browser postgres postgres-start
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -33,7 +33,20 @@ demo: setup ## embedded broker, 3 days of traffic, the whole Dagster graph (pers
 	$(BIN)/python -m orchestration.demo
 	$(BIN)/trackflow report
 
-test: setup browser lint ## lint, then the whole test suite (real broker, DuckDB, dbt, Dagster)
+postgres: ## make sure PostgreSQL answers on 127.0.0.1:5432 (start the local cluster; install it if missing)
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || $(MAKE) --no-print-directory postgres-start
+
+postgres-start:
+	@command -v pg_ctlcluster >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null && \
+	  echo "host all postgres 127.0.0.1/32 trust" > /tmp/trackflow-pg-hba && \
+	  cat /etc/postgresql/*/main/pg_hba.conf >> /tmp/trackflow-pg-hba && \
+	  cp /tmp/trackflow-pg-hba /etc/postgresql/*/main/pg_hba.conf)
+	pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start
+	@for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; \
+	  echo "PostgreSQL does not answer on 127.0.0.1:5432" >&2; exit 1
+
+test: setup browser postgres lint ## lint, then the whole test suite (real broker, DuckDB, dbt, Dagster, PostgreSQL)
 	$(BIN)/pytest -q
 
 lint: setup ## ruff (python), mypy (types) and sqlfluff (dbt models)
