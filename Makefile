@@ -6,6 +6,9 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
+# the interpreter the environment is built with: make test PYTHON=3.13 (3.11 to 3.13 supported)
+PYTHON ?= 3.11
+SYNCED := $(VENV)/.synced-python-$(PYTHON)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DUCKDB_PATH ?= data/warehouse.duckdb
 
@@ -18,12 +21,13 @@ help: ## show this help
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
-$(BIN)/trackflow: pyproject.toml uv.lock | $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
-	$(UV) sync --frozen
-	$(BIN)/python -m pipelines.warehouse.extensions
+$(SYNCED): pyproject.toml uv.lock | $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
+	$(UV) sync --frozen --extra embedded --python $(PYTHON)
+	$(BIN)/python -m pipelines.warehouse
+	@rm -f $(VENV)/.synced-python-*
 	@touch $@
 
-setup: $(BIN)/trackflow ## create .venv with the locked dependencies
+setup: $(SYNCED) ## create .venv with the locked dependencies (PYTHON=3.11|3.12|3.13)
 	@mkdir -p $(DAGSTER_HOME) data
 
 browser: ## install Debian's chromium for the browser tests (if missing)
@@ -59,13 +63,15 @@ dev: setup ## open the Dagster UI (dagster dev -w workspace.yaml) on http://127.
 	$(BIN)/python -m orchestration.instance
 	$(BIN)/dagster dev -w workspace.yaml
 
-bench: setup ## quick benchmarks (~10 min): ingestion vs the kafka-python ceiling at 300k, collector, dbt vs its floor at 1M
+bench: setup postgres ## quick benchmarks (~12 min): ingestion vs kafka-python at 300k, collector, dbt vs its floor at 1M, lake vs file and 2 shards vs 1 at 300k
 	$(BIN)/python -m benchmarks.ingest_throughput --events 300000 --repeat 3
 	$(BIN)/python benchmarks/collector_throughput.py --seconds 20
 	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1 --no-incremental
+	$(BIN)/python -m benchmarks.lake --events 300000
 
-bench-full: setup ## long benchmarks (~1.5 h): ingestion and memory at 3M, dbt at 1M and 10M with incremental cost, freshness through Dagster
+bench-full: setup postgres ## long benchmarks (~1.7 h): ingestion and memory at 3M, dbt at 1M and 10M with incremental cost, lake vs file at 1M, freshness through Dagster
 	$(BIN)/python -m benchmarks.ingest_throughput --events 3000000 --repeat 2
+	$(BIN)/python -m benchmarks.lake --events 1000000 --dbt
 	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1 --full --full-events 10000000 --full-repeat 1 --incremental-repeat 3
 	$(BIN)/python -m benchmarks.freshness
 

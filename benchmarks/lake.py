@@ -48,9 +48,10 @@ def _ingest(env: dict[str, str], shards: int, cwd: Path) -> float:
         for i in range(shards)
     ]
     for proc in procs:
-        _, err = proc.communicate()
+        out, err = proc.communicate()
         if proc.returncode != 0:
             raise SystemExit(f"ingest failed: {err[-2000:]}")
+        print(f"  {shards} shard(s): {out.strip()}", file=sys.stderr)
     return time.perf_counter() - start
 
 

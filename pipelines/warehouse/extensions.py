@@ -7,7 +7,7 @@ pinned DuckDB), so they are installed from those files into DuckDB's own extensi
 project included. Connections of the seam never try the network (`autoinstall_known_extensions`
 off), so a missing extension fails at once with a clear message instead of a two-minute hang.
 
-    python -m pipelines.warehouse.extensions     # install (make setup does it)
+    python -m pipelines.warehouse     # install (make setup does it)
 """
 
 from __future__ import annotations
@@ -78,7 +78,3 @@ def missing_message(error: BaseException) -> str | None:
         version=duckdb.__version__
     )
 
-
-if __name__ == "__main__":
-    ensure_installed()
-    print("ducklake and postgres_scanner installed for DuckDB", duckdb.__version__)

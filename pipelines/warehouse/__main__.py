@@ -1,0 +1,9 @@
+"""`python -m pipelines.warehouse`: install the DuckLake extensions from their wheels (make setup)."""
+
+from __future__ import annotations
+
+from pipelines.warehouse.extensions import ensure_installed
+
+if __name__ == "__main__":
+    ensure_installed()
+    print("DuckDB extensions ducklake and postgres_scanner installed")
