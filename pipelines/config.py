@@ -8,6 +8,7 @@ from the working directory (already-set variables win). `.env.example` lists eve
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -31,6 +32,7 @@ WarehouseKind = Literal["duckdb", "ducklake"]
 # limits: Segment documents 32 KB per event and 500 KB per batch request
 DEFAULT_MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_EVENTS = 2000
 DEFAULT_PSEUDONYMIZE_FIELDS = (
     "traits.email",
     "traits.phone",
@@ -266,12 +268,40 @@ class CollectorSettings(_Section):
     produce_timeout_ms: float = Field(5000.0, gt=0, alias="COLLECTOR_PRODUCE_TIMEOUT_MS")
     retry_after_s: int = Field(5, gt=0, alias="COLLECTOR_RETRY_AFTER_S")
     compression: str | None = Field("lz4", alias="COLLECTOR_COMPRESSION")
-    demo_page: bool = Field(True, alias="COLLECTOR_DEMO_PAGE")
+    # the demo page embeds a write key: served only when asked for
+    demo_page: bool = Field(False, alias="COLLECTOR_DEMO_PAGE")
     shutdown_timeout_s: float = Field(10.0, gt=0, alias="COLLECTOR_SHUTDOWN_TIMEOUT_S")
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, gt=0, alias="TRACKFLOW_MAX_EVENT_BYTES")
     max_batch_bytes: int = Field(MAX_BATCH_BYTES, gt=0, alias="COLLECTOR_MAX_BATCH_BYTES")
+    # Segment sets no count; its clients send at most a few hundred. Bounds the work of a request
+    max_batch_events: int = Field(MAX_BATCH_EVENTS, gt=0, alias="COLLECTOR_MAX_BATCH_EVENTS")
+    # addresses (or networks) of the reverse proxies whose X-Forwarded-For/-Proto are believed
+    trusted_proxies: CommaList = Field((), alias="COLLECTOR_TRUSTED_PROXIES")
+    # a connection with no request under way is closed after this long (fresh or kept alive)
+    idle_timeout_s: float = Field(5.0, gt=0, alias="COLLECTOR_IDLE_TIMEOUT_S")
+    # from a request's first byte until its headers are complete
+    header_timeout_s: float = Field(10.0, gt=0, alias="COLLECTOR_HEADER_TIMEOUT_S")
+    # from the end of the headers until the body is complete
+    body_timeout_s: float = Field(30.0, gt=0, alias="COLLECTOR_BODY_TIMEOUT_S")
+    # open connections; one more is answered 503 and closed at once
+    max_connections: int = Field(1000, gt=0, alias="COLLECTOR_MAX_CONNECTIONS")
+    # threads that parse, check and serialise requests, off the event loop
+    cpu_threads: int = Field(2, gt=0, alias="COLLECTOR_CPU_THREADS")
 
     _parse_keys = field_validator("write_keys", mode="before")(_write_keys)
+    _split_proxies = field_validator("trusted_proxies", mode="before")(_split)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: tuple[str, ...]) -> tuple[str, ...]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"COLLECTOR_TRUSTED_PROXIES entry {proxy!r} is not an IP address or network"
+                ) from None
+        return proxies
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -46,7 +46,8 @@ def enrich(
         event["sentAt"] = batch_sent_at
     for name in ("anonymousId", "userId", "groupId", "previousId"):
         value = event.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        # an integer id is kept as its exact digits (the door refuses other numbers as ids)
+        if isinstance(value, int) and not isinstance(value, bool):
             event[name] = str(value)
     context = dict(batch_context or {})
     context.update(event.get("context") or {})

@@ -24,6 +24,7 @@ class Metrics:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, int]] = Counter()
         self.events: Counter[tuple[str, str]] = Counter()
+        self.closed: Counter[str] = Counter()
         self._bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
         self._latency_count = 0
@@ -35,6 +36,11 @@ class Metrics:
         """outcome: accepted (in kafka), rejected (invalid, 4xx), failed (broker, 503)."""
         if n:
             self.events[(outcome, source)] += n
+
+    def connection_closed(self, reason: str) -> None:
+        """reason: idle, header_timeout, header_too_large, drain (a body sent after its answer),
+        over_limit."""
+        self.closed[reason] += 1
 
     def produce_latency(self, seconds: float) -> None:
         self._bucket_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -57,6 +63,16 @@ class Metrics:
         for (outcome, source), n in sorted(self.events.items()):
             labels = _labels(outcome=outcome, source=source)
             lines.append(f"trackflow_collector_events_total{labels} {n}")
+        lines += [
+            "# HELP trackflow_collector_connections_closed_total Connections the collector closed"
+            " by its deadlines (idle, header_timeout, drain), for oversized headers"
+            " (header_too_large), or refused over the cap (over_limit).",
+            "# TYPE trackflow_collector_connections_closed_total counter",
+        ]
+        for reason, n in sorted(self.closed.items()):
+            lines.append(
+                f"trackflow_collector_connections_closed_total{_labels(reason=reason)} {n}"
+            )
         lines += [
             "# HELP trackflow_collector_produce_latency_seconds Time from a request's first send"
             " to the broker's last acknowledgement.",

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # costs one bootstrap per second rather than one per request
 REBUILD_BACKOFF_S = 1.0
 HEALTH_TIMEOUT_S = 3.0
+# how long a probe's answer, or the outcome of a produce, stands for the broker's health: /health
+# is public, and a probe per call would let anyone make the collector hammer the broker
+HEALTH_FRESH_S = 1.0
 
 
 def _close_quietly(producer: KafkaProducer, timeout_s: float) -> None:
@@ -56,6 +59,9 @@ class EventProducer:
         self._closing: set[asyncio.Future[None]] = set()
         self._probe: KafkaConsumer | None = None
         self._probe_lock = threading.Lock()
+        self._check: asyncio.Future[str | None] | None = None
+        # (monotonic time, problem or None) of the latest thing known about the broker
+        self._known: tuple[float, str | None] | None = None
 
     # -- lifecycle
 
@@ -175,6 +181,7 @@ class EventProducer:
 
         try:
             await asyncio.wait_for(produce(), timeout=deadline)
+            self._learn(None)
         except (TimeoutError, KafkaError) as exc:
             # start again from fresh metadata: a broker that lost its topics (the embedded one
             # keeps them in memory) acknowledges writes to a partition it no longer has when
@@ -186,6 +193,7 @@ class EventProducer:
                 reason = f"{self._unreachable()}: {exc}"
             else:
                 reason = f"produce failed: {exc!r}"
+            self._learn(reason)
             raise BrokerUnavailable(reason) from exc
 
     # -- health
@@ -213,12 +221,31 @@ class EventProducer:
         finally:
             self._probe_lock.release()
 
+    def _learn(self, problem: str | None) -> None:
+        self._known = (time.monotonic(), problem)
+
     async def check(self) -> str | None:
-        """None when a broker answers a metadata request now, else the reason it does not."""
+        """None when the broker is reachable, else the reason it is not.
+
+        What was learnt in the last HEALTH_FRESH_S (a probe, or a request's acks or failure)
+        stands; otherwise a metadata request is made. Callers at the same moment share one
+        probe: a second would find the first holding the probe lock and report the broker
+        unavailable when it is only busy answering.
+        """
+        if self._known is not None and time.monotonic() - self._known[0] < HEALTH_FRESH_S:
+            return self._known[1]
+        if self._check is None or self._check.done():
+            self._check = asyncio.ensure_future(self._check_now())
+        # shielded: a caller that goes away does not cancel the probe the others wait for
+        return await asyncio.shield(self._check)
+
+    async def _check_now(self) -> str | None:
+        problem: str | None = None
         try:
             await asyncio.wait_for(asyncio.to_thread(self._probe_metadata), HEALTH_TIMEOUT_S)
         except TimeoutError:
-            return f"{self._unreachable()}: no metadata answer within {HEALTH_TIMEOUT_S:.0f}s"
+            problem = f"{self._unreachable()}: no metadata answer within {HEALTH_TIMEOUT_S:.0f}s"
         except Exception as exc:
-            return f"{self._unreachable()}: {exc}"
-        return None
+            problem = f"{self._unreachable()}: {exc}"
+        self._learn(problem)
+        return problem

@@ -4,15 +4,24 @@ A request is answered 200 only once the broker has acknowledged every one of its
 when that cannot happen within the produce deadline the answer is 503 with Retry-After, so a client
 never drops an event that is not in Kafka. A request with any invalid event is refused whole (400 or
 413) and nothing of it is produced: the client can fix and resend it without creating duplicates.
+
+The event loop only moves bytes: the body is read here, then parsed, checked, stamped and
+serialised in worker threads (`accept.py`); events the screen cannot vouch for (`screen.py`) are
+checked by the warehouse's own validator (`rules.py`); then the events are produced.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
+import ipaddress
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +30,18 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from pipelines.collector.auth import key_from_authorization, key_from_body, source_for
-from pipelines.collector.codec import dumps
+from pipelines.collector.accept import Call, Stamped, prepare
+from pipelines.collector.auth import key_from_authorization, source_for
+from pipelines.collector.connections import ConnectionLimits, guarded_protocol
 from pipelines.collector.cors import CorsAllowList
-from pipelines.collector.enrich import enrich, partition_key, utc_now_iso
-from pipelines.collector.intake import RequestRefused, parse_object, read_body
+from pipelines.collector.counting import RequestMetrics
+from pipelines.collector.intake import RequestRefused, is_gzip, read_body, unauthorised
 from pipelines.collector.metrics import Metrics
-from pipelines.collector.producer import BrokerUnavailable, EventProducer, Record
-from pipelines.collector.validation import Problem, validate_event
+from pipelines.collector.producer import BrokerUnavailable, EventProducer
+from pipelines.collector.rules import WarehouseRules
+from pipelines.collector.validation import Problem
 from pipelines.config import CollectorSettings
 
 log = logging.getLogger(__name__)
@@ -57,28 +68,50 @@ ENDPOINTS: dict[str, str | None] = {
     "b": None,
 }
 
+FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+def _is_local(request: Request) -> bool:
+    """A request from this machine that did not come through a proxy."""
+    host = request.client.host if request.client else ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+    return loopback and not any(h in request.headers for h in FORWARDING_HEADERS)
+
 
 class Collector:
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
         self.producer = EventProducer(settings)
         self.metrics = Metrics()
+        self.rules = WarehouseRules(settings.max_event_bytes)
+        self.workers = ThreadPoolExecutor(settings.cpu_threads, thread_name_prefix="collector-cpu")
         self.tracker_js = (STATIC_DIR / "tracker.js").read_bytes()
         self.demo_html = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
+        self._broker_ok = True
+
+    def close(self) -> None:
+        self.workers.shutdown(wait=False, cancel_futures=True)
+        self.rules.close()
 
     # -- the tracking api
 
     async def ingest(self, request: Request) -> Response:
         name = request.path_params["endpoint"]
         if name not in ENDPOINTS:
-            return JSONResponse({"success": False, "error": f"no endpoint /v1/{name}"}, 404)
-        kind = ENDPOINTS[name]
+            return JSONResponse(
+                {"success": False, "error": f"no endpoint /v1/{name[:40]}", "code": "not_found"},
+                404,
+            )
         try:
-            source, records = await self._accept(request, kind)
+            stamped = await self._accept(request, ENDPOINTS[name])
         except RequestRefused as refused:
             self.metrics.event_outcome("rejected", refused.source, refused.events)
             return JSONResponse(refused.body(), refused.status, headers=refused.headers)
 
+        source, records = stamped.source, stamped.records
         started = time.perf_counter()
         try:
             await self.producer.send(records, headers=[("source", source.encode("utf-8"))])
@@ -86,7 +119,7 @@ class Collector:
             log.warning("answering 503 for %d event(s): %s", len(records), exc)
             self.metrics.event_outcome("failed", source, len(records))
             return JSONResponse(
-                {"success": False, "error": f"events not stored, retry later: {exc}"},
+                {"success": False, "error": "events not stored, retry later", "code": "broker"},
                 503,
                 headers={"Retry-After": str(self.settings.retry_after_s)},
             )
@@ -94,101 +127,92 @@ class Collector:
         self.metrics.event_outcome("accepted", source, len(records))
         return JSONResponse({"success": True})
 
-    async def _accept(self, request: Request, kind: str | None) -> tuple[str, list[Record]]:
-        """Authenticate, read, validate, stamp and serialise, or raise RequestRefused."""
+    async def _accept(self, request: Request, kind: str | None) -> Stamped:
+        """Authenticate, read, check, stamp and serialise, or raise RequestRefused."""
         settings = self.settings
         header_key = key_from_authorization(request.headers.get("authorization"))
-        unauthorised = RequestRefused(
-            401,
-            "missing or unknown write key; send it as the Basic auth user name or as writeKey",
-            headers={"WWW-Authenticate": 'Basic realm="trackflow"'},
-        )
         # a wrong header key is refused before the body is read
         if (
             request.headers.get("authorization")
             and source_for(settings.write_keys, header_key) is None
         ):
-            raise unauthorised
-
+            raise unauthorised()
+        gzipped = is_gzip(request)
         batch = kind is None
         limit = settings.max_batch_bytes if batch else settings.max_event_bytes
-        body = parse_object(await read_body(request, limit, "a batch" if batch else "an event"))
-        source = source_for(settings.write_keys, header_key or key_from_body(body))
-        if source is None:
-            raise unauthorised
-        try:
-            return source, self._events(request, body, kind)
-        except RequestRefused as refused:
-            refused.source = source
-            raise
-
-    def _events(self, request: Request, body: dict[str, Any], kind: str | None) -> list[Record]:
-        """Validate, stamp and serialise the events of a request, or refuse it whole."""
-        settings = self.settings
-        batch = kind is None
-        if batch:
-            items = body.get("batch")
-            if not isinstance(items, list) or not items:
-                raise RequestRefused(
-                    400,
-                    "invalid batch",
-                    [Problem(None, "batch", "batch must be a non-empty array")],
-                )
-            batch_context = body.get("context")
-            if batch_context is not None and not isinstance(batch_context, dict):
-                raise RequestRefused(
-                    400,
-                    "invalid batch",
-                    [Problem(None, "context", "context must be a JSON object")],
-                    events=len(items),
-                )
-            sent_at = body.get("sentAt") if isinstance(body.get("sentAt"), str) else None
-        else:
-            body["type"] = kind
-            items, batch_context, sent_at = [body], None, None
-
-        problems = [p for i, item in enumerate(items) for p in validate_event(item, i)]
+        body = await read_body(
+            request, limit, "a batch" if batch else "an event", settings.body_timeout_s
+        )
+        call = Call(
+            kind=kind,
+            body=body,
+            gzipped=gzipped,
+            header_key=header_key,
+            client_ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+        )
+        loop = asyncio.get_running_loop()
+        stamped = await loop.run_in_executor(self.workers, prepare, call, settings)
+        problems = await self._warehouse_problems(stamped)
         if problems:
-            raise RequestRefused(400, "invalid events", problems, events=len(items))
-
-        received_at = utc_now_iso()
-        client_ip = request.client.host if request.client else None
-        user_agent = request.headers.get("user-agent")
-        records: list[Record] = []
-        oversized: list[Problem] = []
-        for i, item in enumerate(items):
-            event = enrich(
-                item,
-                received_at=received_at,
-                client_ip=client_ip,
-                user_agent=user_agent,
-                ip_mode=settings.ip_mode,
-                batch_context=batch_context,
-                batch_sent_at=sent_at,
+            status = 413 if all(p.code == "too_large" for p in problems) else 400
+            refused = RequestRefused(
+                status, "invalid events", problems, events=len(stamped.records)
             )
-            value = dumps(event)
-            # the limit holds for the message as stored, the size the warehouse checks too
-            if len(value) > settings.max_event_bytes:
-                limit = settings.max_event_bytes
-                oversized.append(Problem(i, "", f"event is larger than the limit of {limit} bytes"))
-            records.append((partition_key(event), value))
-        if oversized:
-            raise RequestRefused(413, "events too large", oversized, events=len(items))
-        return records
+            refused.source = stamped.source
+            raise refused
+        return stamped
+
+    async def _warehouse_problems(self, stamped: Stamped) -> list[Problem]:
+        """What the warehouse's validator says of the events the screen could not vouch for."""
+        if not stamped.unsure:
+            return []
+        found = await self.rules.check([stamped.records[i] for i in stamped.unsure])
+        # back to the events' places in the request
+        return [replace(p, index=stamped.unsure[p.index or 0]) for p in found]
 
     # -- operations
 
     async def health(self, request: Request) -> Response:
-        problem = await self.producer.check()
+        # terse for anyone; the broker's address and error are for /health/details
+        problem = await self._broker_problem()
         if problem is None:
-            return JSONResponse(
-                {"status": "ok", "broker": "reachable", "topic": self.producer.topic}
-            )
+            return JSONResponse({"status": "ok"})
         return JSONResponse(
-            {"status": "unavailable", "broker": "unreachable", "error": problem},
+            {"status": "unavailable"},
             503,
             headers={"Retry-After": str(self.settings.retry_after_s)},
         )
+
+    async def health_details(self, request: Request) -> Response:
+        if not _is_local(request):
+            return JSONResponse(
+                {
+                    "success": False,
+                    "error": "health details are served to this machine only (not via a proxy)",
+                    "code": "forbidden",
+                },
+                403,
+            )
+        problem = await self._broker_problem()
+        details: dict[str, Any] = {
+            "status": "ok" if problem is None else "unavailable",
+            "broker": "reachable" if problem is None else "unreachable",
+            "topic": self.producer.topic,
+        }
+        if problem is not None:
+            details["error"] = problem
+        return JSONResponse(details, 200 if problem is None else 503)
+
+    async def _broker_problem(self) -> str | None:
+        problem = await self.producer.check()
+        # the reason goes to the log (once per change), not to whoever asks /health
+        if problem is not None and self._broker_ok:
+            log.warning("health: broker unavailable: %s", problem)
+        elif problem is None and not self._broker_ok:
+            log.info("health: broker reachable again")
+        self._broker_ok = problem is None
+        return problem
 
     async def metrics_text(self, request: Request) -> Response:
         return PlainTextResponse(
@@ -214,35 +238,6 @@ class Collector:
         return RedirectResponse("/demo")
 
 
-class RequestMetrics:
-    """Counts every answer by endpoint and status, including refusals made by the CORS layer."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    @staticmethod
-    def endpoint(path: str) -> str:
-        if path.startswith("/v1/") and path[4:] in ENDPOINTS:
-            return path
-        if path in ("/health", "/metrics", "/tracker.js", "/demo", "/"):
-            return path
-        return "other"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        endpoint = self.endpoint(scope["path"])
-
-        async def counting_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self.metrics.request(endpoint, message["status"])
-            await send(message)
-
-        await self.app(scope, receive, counting_send)
-
-
 def create_app(settings: CollectorSettings | None = None) -> Starlette:
     settings = settings or CollectorSettings.from_env()
     collector = Collector(settings)
@@ -255,10 +250,12 @@ def create_app(settings: CollectorSettings | None = None) -> Starlette:
         finally:
             # uvicorn has waited for in-flight requests; what the producer still holds goes out now
             await collector.producer.close(settings.shutdown_timeout_s)
+            collector.close()
 
     routes = [
         Route("/v1/{endpoint}", collector.ingest, methods=["POST"]),
         Route("/health", collector.health, methods=["GET"]),
+        Route("/health/details", collector.health_details, methods=["GET"]),
         Route("/metrics", collector.metrics_text, methods=["GET"]),
         Route("/tracker.js", collector.tracker, methods=["GET"]),
     ]
@@ -270,21 +267,38 @@ def create_app(settings: CollectorSettings | None = None) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.collector = collector
     app.add_middleware(CorsAllowList, origins=settings.cors_origins)
-    app.add_middleware(RequestMetrics, metrics=collector.metrics)
+    app.add_middleware(RequestMetrics, metrics=collector.metrics, endpoints=frozenset(ENDPOINTS))
+    if settings.trusted_proxies:
+        # outermost, so CORS, the metrics and the ip rule all see the client the proxy names;
+        # uvicorn's own proxy_headers (which trusts loopback by default) stays off
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
     return app
+
+
+def uvicorn_config(
+    settings: CollectorSettings, host: str, port: int, **overrides: Any
+) -> uvicorn.Config:
+    """The collector's app on uvicorn, with the connection guard and no forwarded-header trust
+    beyond COLLECTOR_TRUSTED_PROXIES."""
+    app = create_app(settings)
+    collector: Collector = app.state.collector
+    options: dict[str, Any] = {
+        "http": guarded_protocol(
+            ConnectionLimits.of(settings, collector.metrics.connection_closed)
+        ),
+        # the guard replaces uvicorn's keep-alive timer with its idle deadline (float seconds)
+        "timeout_keep_alive": max(1, math.ceil(settings.idle_timeout_s)),
+        # requests still waiting for acks finish before the producer is flushed and closed
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+        "proxy_headers": False,
+        "access_log": False,
+        "log_level": "info",
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, host=host, port=port, **options)
 
 
 def serve(host: str, port: int, settings: CollectorSettings | None = None) -> None:
     """Run the collector under uvicorn until SIGINT/SIGTERM, then drain in-flight events."""
     settings = settings or CollectorSettings.from_env()
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        # requests still waiting for acks finish before the producer is flushed and closed
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-        proxy_headers=True,
-        access_log=False,
-        log_level="info",
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(uvicorn_config(settings, host, port)).run()

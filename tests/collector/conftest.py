@@ -33,8 +33,13 @@ def topic(make_topic) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def settings(broker: EmbeddedBroker, topic: str) -> CollectorSettings:
-    return collector_settings(broker.bootstrap, topic)
+def settings(
+    broker: EmbeddedBroker, topic: str, request: pytest.FixtureRequest
+) -> CollectorSettings:
+    """The collector's settings for a test; `parametrize("settings", [{...}], indirect=True)`
+    overrides some."""
+    overrides: dict[str, object] = getattr(request, "param", {})
+    return collector_settings(broker.bootstrap, topic, **overrides)
 
 
 @pytest.fixture

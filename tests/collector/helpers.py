@@ -14,7 +14,8 @@ from kafka import KafkaConsumer, TopicPartition
 from starlette.types import ASGIApp
 
 from pipelines.broker import free_port
-from pipelines.collector import CollectorSettings, create_app
+from pipelines.collector import CollectorSettings
+from pipelines.collector.server import uvicorn_config
 
 WEB_KEY = "web-write-key"
 SERVER_KEY = "server-write-key"
@@ -76,15 +77,17 @@ class ThreadedServer:
     def app(self) -> ASGIApp:
         raise NotImplementedError
 
-    def start(self, timeout: float = 15.0) -> Self:
-        config = uvicorn.Config(
+    def config(self) -> uvicorn.Config:
+        return uvicorn.Config(
             self.app(),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
             timeout_graceful_shutdown=10,
         )
-        self.server = uvicorn.Server(config)
+
+    def start(self, timeout: float = 15.0) -> Self:
+        self.server = uvicorn.Server(self.config())
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + timeout
@@ -108,9 +111,14 @@ class ThreadedServer:
 
 
 class LiveCollector(ThreadedServer):
+    """The collector as `trackflow collect` runs it: its uvicorn options, connection guard and
+    forwarded-header rule included."""
+
     def __init__(self, settings: CollectorSettings, port: int | None = None) -> None:
         super().__init__(port)
         self.settings = settings
 
-    def app(self) -> ASGIApp:
-        return create_app(self.settings)
+    def config(self) -> uvicorn.Config:
+        return uvicorn_config(
+            self.settings, "127.0.0.1", self.port, log_level="warning", timeout_graceful_shutdown=10
+        )

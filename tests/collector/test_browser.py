@@ -111,7 +111,7 @@ def clicks(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_demo_page_click_reaches_duckdb(
     context: BrowserContext, broker: EmbeddedBroker, topic: str, warehouse: Warehouse
 ) -> None:
-    settings = collector_settings(broker.bootstrap, topic)
+    settings = collector_settings(broker.bootstrap, topic, demo_page=True)
     with LiveCollector(settings) as live:
         page = context.new_page()
         page.goto(f"{live.url}/demo")

@@ -66,7 +66,8 @@ def test_stopped_broker_means_503_and_nothing_stored(own_broker: EmbeddedBroker)
         assert time.monotonic() - started < settings.produce_timeout_s + 1.5
         health = client.get("/health")
         assert health.status_code == 503
-        assert health.json()["broker"] == "unreachable"
+        assert health.json() == {"status": "unavailable"}
+        assert client.get("/health/details").json()["broker"] == "unreachable"
         assert "Retry-After" in health.headers
         metrics = client.get("/metrics").text
         assert 'trackflow_collector_events_total{outcome="failed",source="web"} 5' in metrics

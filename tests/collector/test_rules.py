@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.testclient import TestClient
 
 from pipelines.collector.auth import key_from_authorization
 from pipelines.collector.enrich import enrich, partition_key, utc_now_iso
 from pipelines.collector.metrics import Metrics
+from pipelines.collector.server import Collector, create_app
 from pipelines.collector.validation import validate_event
 from pipelines.config import CollectorSettings, SettingsError
 from tests.collector.helpers import basic
@@ -159,3 +163,50 @@ def test_metrics_render_prometheus_text() -> None:
     assert 'trackflow_collector_produce_latency_seconds_bucket{le="0.0025"} 0' in text
     assert 'trackflow_collector_produce_latency_seconds_bucket{le="0.005"} 1' in text
     assert "trackflow_collector_produce_latency_seconds_count 1" in text
+
+
+def test_collector_settings_for_hostile_clients() -> None:
+    defaults = CollectorSettings.from_env({"COLLECTOR_WRITE_KEYS": "k"})
+    assert defaults.demo_page is False
+    assert defaults.trusted_proxies == ()
+    assert (defaults.max_batch_events, defaults.max_connections) == (2000, 1000)
+    assert (defaults.idle_timeout_s, defaults.header_timeout_s, defaults.body_timeout_s) == (
+        5.0,
+        10.0,
+        30.0,
+    )
+    s = CollectorSettings.from_env(
+        {
+            "COLLECTOR_WRITE_KEYS": "k",
+            "COLLECTOR_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,::1",
+            "COLLECTOR_MAX_BATCH_EVENTS": "50",
+            "COLLECTOR_IDLE_TIMEOUT_S": "2.5",
+            "COLLECTOR_CPU_THREADS": "4",
+        }
+    )
+    assert s.trusted_proxies == ("10.0.0.0/8", "192.0.2.1", "::1")
+    assert (s.max_batch_events, s.idle_timeout_s, s.cpu_threads) == (50, 2.5, 4)
+    with pytest.raises(SettingsError, match="COLLECTOR_TRUSTED_PROXIES entry 'proxy.example'"):
+        CollectorSettings.from_env(
+            {"COLLECTOR_WRITE_KEYS": "k", "COLLECTOR_TRUSTED_PROXIES": "proxy.example"}
+        )
+    with pytest.raises(SettingsError, match="COLLECTOR_MAX_CONNECTIONS"):
+        CollectorSettings.from_env({"COLLECTOR_WRITE_KEYS": "k", "COLLECTOR_MAX_CONNECTIONS": "0"})
+
+
+def test_a_failure_of_the_collector_is_a_counted_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette answers an unhandled exception outside every middleware an app adds; the
+    collector answers it where its metrics see it."""
+
+    async def broken(self: Collector, request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Collector, "tracker", broken)
+    settings = CollectorSettings(write_keys={"k": "web"})  # no broker: the lifespan is not run
+    client = TestClient(create_app(settings), raise_server_exceptions=False)
+    r = client.get("/tracker.js")
+    assert r.status_code == 500
+    assert r.json()["code"] == "internal"
+    assert "a bug" not in r.text
+    metrics = client.get("/metrics").text
+    assert 'trackflow_collector_requests_total{endpoint="/tracker.js",status="500"} 1' in metrics
