@@ -1,4 +1,4 @@
-"""`python -m pipelines.warehouse`: install the DuckLake extensions from their wheels (make setup)."""
+"""`python -m pipelines.warehouse`: install the DuckLake extensions from their wheels."""
 
 from __future__ import annotations
 

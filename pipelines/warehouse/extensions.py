@@ -77,4 +77,3 @@ def missing_message(error: BaseException) -> str | None:
     return f"the DuckDB extension {name} is not installed: " + MISSING_HINT.format(
         version=duckdb.__version__
     )
-
