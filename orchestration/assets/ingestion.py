@@ -17,6 +17,7 @@ import dagster as dg
 import dlt
 from dagster_dlt import DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
+from pydantic import Field
 
 from orchestration.assets.keys import INGESTION_GROUP, INGESTION_POOL, RAW_EVENTS, RAW_REJECTED
 from orchestration.assets.shards import run_shards
@@ -29,7 +30,7 @@ from orchestration.resources import (
 from pipelines.gaps import open_gaps
 from pipelines.ingest import IngestResult, ingest
 from pipelines.kafka_source import kafka_source
-from pipelines.kafka_source.helpers import IngestError, OffsetGapError
+from pipelines.kafka_source.helpers import BrokerUnavailable, IngestError, OffsetGapError
 from pipelines.names import (
     PIPELINE_NAME,
     RAW,
@@ -41,7 +42,26 @@ from pipelines.names import (
 from pipelines.names import (
     RAW_REJECTED as RAW_REJECTED_TABLE,
 )
-from pipelines.warehouse import Warehouse, WarehouseError
+from pipelines.warehouse import Warehouse, WarehouseError, WarehouseLocked
+
+
+class IngestionRunConfig(dg.Config):
+    """Per-run choices (the launchpad's config): accepting a recorded offset gap."""
+
+    resume_from: str | None = Field(
+        default=None,
+        description=(
+            "After an offset gap (check no_retention_gaps): where the partitions with a gap "
+            "restart: earliest | latest | an ISO time. The same as 'trackflow ingest "
+            "--resume-from'. Leave empty otherwise."
+        ),
+    )
+
+
+# a failure that may pass on its own: another process holds the DuckDB file, the broker is
+# restarting. Tried again with growing waits; an offset gap is never retried (it needs a person)
+TRANSIENT_RETRIES = 3
+TRANSIENT_WAIT_S = 5.0
 
 GAPS_CHECK = "no_retention_gaps"
 LAG_CHECK = "consumer_lag"
@@ -186,6 +206,7 @@ def _materializations(
 
 def kafka_ingestion(
     context: dg.AssetExecutionContext,
+    config: IngestionRunConfig,
     kafka: KafkaResource,
     warehouse: WarehouseResource,
     ingestion: IngestionResource,
@@ -201,6 +222,7 @@ def kafka_ingestion(
                 warehouse.settings(),
                 ingestion.limits(),
                 ingestion.start_from,
+                resume_from=config.resume_from,
                 log=context.log.info,
             )
         else:
@@ -209,6 +231,7 @@ def kafka_ingestion(
                 target,
                 limits=ingestion.limits(),
                 start_from=ingestion.start_from,
+                resume_from=config.resume_from,
                 on_batch=lambda s: context.log.debug(
                     f"{s.messages} messages ({s.accepted} accepted, {s.rejected} rejected)"
                 ),
@@ -217,8 +240,14 @@ def kafka_ingestion(
         # the gap is in raw.ingestion_gaps; show it on the check, then fail the run loudly
         yield gaps_check_result(target)
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except (WarehouseLocked, BrokerUnavailable) as exc:
+        attempt = context.retry_number + 1
+        context.log.warning(f"attempt {attempt} of {TRANSIENT_RETRIES + 1}: {exc}")
+        raise dg.RetryRequested(
+            max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_S * attempt
+        ) from exc
     except (IngestError, WarehouseError) as exc:
-        raise dg.Failure(description=str(exc)) from exc
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     context.log.info(
         f"ingest at {datetime.now(UTC):%H:%M:%S}: {result.summary()} "
         f"(stopped: {result.stopped_because})"

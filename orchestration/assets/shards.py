@@ -25,15 +25,17 @@ def run_shards(
     limits: IngestSettings,
     start_from: str,
     *,
+    resume_from: str | None = None,
     log: Callable[[str], None],
 ) -> IngestResult:
     """Every shard once; their results combined. Raises OffsetGapError if any shard found a gap
     (after the others finished), IngestError for any other failure."""
     env = {**os.environ, **kafka.as_env(), **warehouse.as_env(), **limits.as_env()}
     count = limits.shards
+    resume = ["--resume-from", resume_from] if resume_from else []
     commands = [
         [sys.executable, "-m", "pipelines.cli", "ingest", "--shard", f"{i}/{count}", "--json"]
-        + ["--start-from", start_from]
+        + ["--start-from", start_from, *resume]
         for i in range(count)
     ]
     if warehouse.kind == "ducklake":
