@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from orchestration.alerts import build_alert_sensors
 from orchestration.assets.ingestion import build_ingestion_assets
 from orchestration.assets.reporting import reporting_assets
 from orchestration.assets.transformation import build_dbt_assets
@@ -37,7 +38,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=build_checks({key for a in assets for key in a.keys}),
         jobs=[*jobs.all(), forget_job, replay_job],
         schedules=build_schedules(jobs, settings.orchestration),
-        sensors=[build_late_data_sensor(jobs.marts, partitions)],
+        sensors=[
+            build_late_data_sensor(jobs.marts, partitions),
+            *build_alert_sensors(settings.orchestration),
+        ],
         resources=build_resources(settings),
         # steps of a run go one after another in one process: DuckDB takes one writer at a
         # time, and a check reading the file while dbt writes it would hit the lock

@@ -232,6 +232,12 @@ class OrchestrationSettings(_Section):
     marts_cron: str = Field("2-59/5 * * * *", alias="TRACKFLOW_MARTS_CRON")
     partitions_start: str = Field("2024-01-01", alias="TRACKFLOW_PARTITIONS_START")
     dagster_home: Path = Field(Path(".dagster_home"), alias="DAGSTER_HOME")
+    # where failed runs and failed checks are posted (Slack-compatible JSON); unset: nowhere
+    alert_webhook: str | None = Field(None, alias="TRACKFLOW_ALERT_WEBHOOK", repr=False)
+    # the Dagster UI, for links in alerts
+    dagster_url: str = Field("http://127.0.0.1:3000", alias="TRACKFLOW_DAGSTER_URL")
+    # who answers for the assets (Dagster owners: an email or team:<name>)
+    asset_owner: str = Field("team:data-engineering", alias="TRACKFLOW_ASSET_OWNER")
 
 
 def _write_keys(value: Any) -> Any:

@@ -45,7 +45,11 @@ def test_definitions_load() -> None:
         "replay_job",
     }
     assert {s.name for s in repo.schedule_defs} == {"ingest_schedule", "marts_schedule"}
-    assert {s.name for s in repo.sensor_defs} == {"late_data_sensor"}
+    assert {s.name for s in repo.sensor_defs} == {
+        "late_data_sensor",
+        "alert_on_run_failure",
+        "alert_on_failed_checks",
+    }
 
 
 def test_exact_asset_keys() -> None:
