@@ -13,6 +13,7 @@ from orchestration.assets.ingestion import build_ingestion_assets
 from orchestration.assets.reporting import reporting_assets
 from orchestration.assets.transformation import build_dbt_assets
 from orchestration.checks import build_checks
+from orchestration.freshness import build_partition_freshness, raw_freshness_policy
 from orchestration.jobs import build_jobs
 from orchestration.operations import forget_job, replay_job, suppressions
 from orchestration.partitions import daily_partitions
@@ -30,17 +31,26 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     prepare_if_stale(project, open_warehouse(settings.warehouse))
     partitions = daily_partitions(settings.orchestration.partitions_start)
     dbt_staging, dbt_marts = build_dbt_assets(project, partitions)
-    assets = [*build_ingestion_assets(), dbt_staging, dbt_marts, *reporting_assets]
+    assets = [
+        *build_ingestion_assets(raw_freshness_policy(settings.orchestration)),
+        dbt_staging,
+        dbt_marts,
+        *reporting_assets,
+    ]
     external = [suppressions]
     jobs = build_jobs(list(dbt_staging.check_keys), partitions)
+    freshness_checks, freshness_sensor = build_partition_freshness(
+        dbt_marts, settings.orchestration
+    )
     return dg.Definitions(
         assets=[*assets, *external],
-        asset_checks=build_checks({key for a in assets for key in a.keys}),
+        asset_checks=[*build_checks({key for a in assets for key in a.keys}), *freshness_checks],
         jobs=[*jobs.all(), forget_job, replay_job],
         schedules=build_schedules(jobs, settings.orchestration),
         sensors=[
             build_late_data_sensor(jobs.marts, partitions),
             *build_alert_sensors(settings.orchestration),
+            freshness_sensor,
         ],
         resources=build_resources(settings),
         # steps of a run go one after another in one process: DuckDB takes one writer at a

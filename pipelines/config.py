@@ -236,6 +236,10 @@ class OrchestrationSettings(_Section):
     alert_webhook: str | None = Field(None, alias="TRACKFLOW_ALERT_WEBHOOK", repr=False)
     # the Dagster UI, for links in alerts
     dagster_url: str = Field("http://127.0.0.1:3000", alias="TRACKFLOW_DAGSTER_URL")
+    # raw/tracking_events is stale when not materialized for this long
+    raw_freshness_minutes: int = Field(60, gt=0, alias="TRACKFLOW_RAW_FRESHNESS_MINUTES")
+    # each mart's latest complete day partition must be built by this time (UTC)
+    marts_freshness_cron: str = Field("0 3 * * *", alias="TRACKFLOW_MARTS_FRESHNESS_CRON")
     # who answers for the assets (Dagster owners: an email or team:<name>)
     asset_owner: str = Field("team:data-engineering", alias="TRACKFLOW_ASSET_OWNER")
 

@@ -83,7 +83,7 @@ class TrackflowDltTranslator(DagsterDltTranslator):
         )
 
 
-def _specs() -> list[dg.AssetSpec]:
+def _specs(freshness: dg.FreshnessPolicy | None) -> list[dg.AssetSpec]:
     # a pipeline object only for the specs (name, destination kind): nothing is created on disk
     # until it runs; the real pipeline is pipelines.ingest.pipeline_for(warehouse)
     pipeline = dlt.pipeline(pipeline_name=PIPELINE_NAME, destination="duckdb", dataset_name=RAW)
@@ -97,6 +97,8 @@ def _specs() -> list[dg.AssetSpec]:
     metadata = {k: v for k, v in events.metadata.items() if not k.startswith("dagster_dlt/")}
     metadata["dagster/table_name"] = RAW_EVENTS_TABLE
     events = events.replace_attributes(metadata=metadata)
+    if freshness is not None:
+        events = dg.apply_freshness_policy(events, freshness)
     rejected = events.replace_attributes(
         key=RAW_REJECTED,
         description=(
@@ -257,11 +259,14 @@ def kafka_ingestion(
     yield lag_check_result(result, thresholds.max_consumer_lag)
 
 
-def build_ingestion_assets() -> list[dg.AssetsDefinition]:
-    """The ingestion multi-asset (raw events and dead letters) with its two checks."""
+def build_ingestion_assets(
+    freshness: dg.FreshnessPolicy | None = None,
+) -> list[dg.AssetsDefinition]:
+    """The ingestion multi-asset (raw events and dead letters) with its two checks; `freshness`
+    on the raw events."""
     asset = dg.multi_asset(
         name="kafka_ingestion",
-        specs=_specs(),
+        specs=_specs(freshness),
         check_specs=[
             dg.AssetCheckSpec(
                 GAPS_CHECK,

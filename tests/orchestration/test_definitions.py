@@ -24,6 +24,11 @@ CUSTOM_CHECKS = {
     ("analytics/fct_sessions", "session_sanity"),
 }
 FUNNEL_CHECK = ("analytics/agg_funnel_daily", "funnel_monotonicity")
+# per day partition, one on each mart
+FRESHNESS_CHECKS = {
+    (f"analytics/{mart}", "freshness_check")
+    for mart in ("fct_sessions", "dim_users", "fct_funnel_progress", "agg_funnel_daily")
+}
 
 
 def _manifest() -> dict:
@@ -49,6 +54,7 @@ def test_definitions_load() -> None:
         "late_data_sensor",
         "alert_on_run_failure",
         "alert_on_failed_checks",
+        "marts_freshness_sensor",
     }
 
 
@@ -75,7 +81,7 @@ def test_exact_check_keys() -> None:
         if len(parents) == 1 and parents[0] in sources:
             source = sources[parents[0]]
             dbt_checks.add((f"{source['schema']}/{source['name']}", t["name"]))
-    expected = CUSTOM_CHECKS | dbt_checks
+    expected = CUSTOM_CHECKS | FRESHNESS_CHECKS | dbt_checks
     if any(n["name"] == "agg_funnel_daily" for n in models.values()):
         expected.add(FUNNEL_CHECK)
     actual = {
