@@ -6,6 +6,8 @@ every other module only defines what is assembled here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dagster as dg
 
 from orchestration.alerts import build_alert_sensors
@@ -25,19 +27,37 @@ from pipelines.config import Settings
 from pipelines.warehouse import open_warehouse
 
 
+def operated(owner: str) -> Callable[[dg.AssetSpec], dg.AssetSpec]:
+    """Who answers for an asset and which layer it is, on every asset."""
+
+    def mark(spec: dg.AssetSpec) -> dg.AssetSpec:
+        layer = spec.group_name or "default"
+        return spec.merge_attributes(owners=[owner], tags={"trackflow/layer": layer})
+
+    return mark
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings()
     project = dbt_project()
     prepare_if_stale(project, open_warehouse(settings.warehouse))
     partitions = daily_partitions(settings.orchestration.partitions_start)
     dbt_staging, dbt_marts = build_dbt_assets(project, partitions)
+    mark = operated(settings.orchestration.asset_owner)
+    # links to the code in the UI; owners and a layer tag on every asset
     assets = [
-        *build_ingestion_assets(raw_freshness_policy(settings.orchestration)),
-        dbt_staging,
-        dbt_marts,
-        *reporting_assets,
+        asset.map_asset_specs(mark)
+        for asset in dg.with_source_code_references(
+            [
+                *build_ingestion_assets(raw_freshness_policy(settings.orchestration)),
+                dbt_staging,
+                dbt_marts,
+                *reporting_assets,
+            ]
+        )
+        if isinstance(asset, dg.AssetsDefinition)
     ]
-    external = [suppressions]
+    external = [mark(suppressions)]
     jobs = build_jobs(list(dbt_staging.check_keys), partitions)
     freshness_checks, freshness_sensor = build_partition_freshness(
         dbt_marts, settings.orchestration

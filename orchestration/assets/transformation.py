@@ -59,7 +59,9 @@ class TrackflowDbtTranslator(DagsterDbtTranslator):
 
 translator = TrackflowDbtTranslator(
     settings=DagsterDbtTranslatorSettings(
-        enable_asset_checks=True, enable_source_tests_as_checks=True
+        enable_asset_checks=True,
+        enable_source_tests_as_checks=True,
+        enable_code_references=True,  # the UI links each model to its .sql file
     )
 )
 

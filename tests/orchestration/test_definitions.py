@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -147,3 +148,15 @@ def test_ingest_job_runs_its_own_checks_but_starts_no_dbt() -> None:
     }
     everything = {node.name for node in defs.resolve_job_def("everything_job").graph.node_defs}
     assert "dbt_staging" in everything  # where the source tests still run
+
+
+def test_every_asset_has_owners_a_layer_kinds_and_code() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners == ["team:data-engineering"], key
+        assert node.tags["trackflow/layer"] == node.group_name, key
+        assert node.kinds, key
+        if node.is_materializable:  # the external suppression list has no code of its own
+            references = node.metadata["dagster/code_references"].code_references
+            assert references and all(Path(r.file_path).exists() for r in references), key
