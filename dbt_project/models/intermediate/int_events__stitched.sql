@@ -7,7 +7,6 @@
     unique_key='message_id',
     replace_insert_where='has_analytics_consent',
     full_refresh=none if has_partition_range() else true,
-    on_schema_change='fail',
 ) }}
 {%- set is_partition_run = is_incremental() and has_partition_range() %}
 

@@ -4,7 +4,6 @@
     replace_key='user_key',
     replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'anonymous_id'},
     unique_key='user_key',
-    on_schema_change='fail',
 ) }}
 
 {%- set is_partition_run = is_incremental() and has_partition_range() %}
@@ -51,8 +50,8 @@ session_summary as (
         min(started_at) as first_seen_at,
         max(ended_at) as last_seen_at,
         count(*) as session_count,
-        sum(event_count) as event_count,
-        sum(page_view_count) as page_view_count,
+        sum(event_count)::bigint as event_count,
+        sum(page_view_count)::bigint as page_view_count,
         count(*) filter (where is_converted) as converted_session_count,
         min(first_converted_at) as first_converted_at,
         list_sort(flatten(list(anonymous_ids))) as session_anonymous_ids,

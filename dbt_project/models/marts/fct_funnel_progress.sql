@@ -8,7 +8,6 @@
     replace_key='user_key',
     replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'anonymous_id'},
     unique_key='funnel_attempt_id',
-    on_schema_change='fail',
 ) }}
 
 {%- set funnels = funnel_definitions() -%}

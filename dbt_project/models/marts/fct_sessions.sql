@@ -6,7 +6,6 @@
     replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'anonymous_id'},
     unique_key='session_id',
     replace_interval=['started_at', 'ended_at'],
-    on_schema_change='fail',
 ) }}
 
 {%- set inactivity_minutes = positive_int(var('sessions__inactivity_minutes'), 'var sessions__inactivity_minutes') -%}

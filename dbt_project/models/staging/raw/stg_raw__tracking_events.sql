@@ -9,7 +9,6 @@
     incremental_strategy='delete+insert',
     unique_key='message_id',
     full_refresh=none if has_partition_range() else true,
-    on_schema_change='fail',
 ) }}
 {%- set search_hosts = '(^|\\.)(google|bing|duckduckgo|yahoo|baidu|yandex|ecosia|qwant|startpage|ask)\\.' %}
 {%- set social_hosts = '(^|\\.)(facebook|fb|instagram|twitter|linkedin|lnkd|reddit|pinterest|youtube|tiktok'
