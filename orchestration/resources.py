@@ -43,18 +43,19 @@ class KafkaResource(dg.ConfigurableResource):
     sasl_username: str | None = None
     sasl_password: str | None = None
     ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: str | None = None
+    ssl_check_hostname: bool = True
+    sasl_oauth_token_url: str | None = None
+    sasl_oauth_client_id: str | None = None
+    sasl_oauth_client_secret: str | None = None
+    sasl_oauth_scope: str | None = None
 
     def settings(self) -> KafkaSettings:
-        return KafkaSettings(
-            bootstrap_servers=self.bootstrap_servers,
-            topics=self.topics,  # split into a tuple by the settings model
-            consumer_group=self.consumer_group,
-            security_protocol=self.security_protocol or None,
-            sasl_mechanism=self.sasl_mechanism or None,
-            sasl_username=self.sasl_username or None,
-            sasl_password=self.sasl_password or None,
-            ssl_cafile=self.ssl_cafile or None,
-        )
+        # the same fields, by name; empty strings (unset variables in the UI) mean unset
+        values = {k: v for k, v in self.model_dump().items() if v != "" and v is not None}
+        return KafkaSettings.of(**values)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -69,7 +70,7 @@ class WarehouseResource(dg.ConfigurableResource):
     state_dir: str = _default(WarehouseSettings, "state_dir")
 
     def settings(self) -> WarehouseSettings:
-        return WarehouseSettings(
+        return WarehouseSettings.of(
             kind=self.kind,  # validated by the settings model
             duckdb_path=Path(self.duckdb_path),
             memory_limit=self.memory_limit,
@@ -112,17 +113,20 @@ class IngestionResource(dg.ConfigurableResource):
     # partition shards per run: in parallel processes on a ducklake warehouse, one after
     # another on a DuckDB file (it takes one writer)
     shards: int = _default(IngestSettings, "shards")
+    # node_exporter textfile directory for each run's figures (unset: none)
+    metrics_dir: str | None = None
     # where a partition with no stored offset starts: earliest | latest | an ISO timestamp
     start_from: str = "earliest"
 
     def limits(self) -> IngestSettings:
-        return IngestSettings(
+        return IngestSettings.of(
             max_messages=self.max_messages,
             max_seconds=self.max_seconds,
             batch_size=self.batch_size,
             messages_per_load=self.messages_per_load,
             max_event_bytes=self.max_event_bytes,
             shards=self.shards,
+            metrics_dir=Path(self.metrics_dir) if self.metrics_dir else None,
         )
 
 

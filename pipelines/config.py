@@ -106,6 +106,17 @@ class _Section(BaseSettings):
             _given_env.reset(token)
 
     @classmethod
+    def of(cls, **values: Any) -> Self:
+        """Exactly these values and the defaults: the environment is not read."""
+        token = _given_env.set({})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise SettingsError(_one_line(cls, exc)) from None
+        finally:
+            _given_env.reset(token)
+
+    @classmethod
     def variables(cls) -> list[str]:
         """The environment variables this section reads."""
         return [f.alias for f in cls.model_fields.values() if f.alias]
@@ -147,6 +158,19 @@ class KafkaSettings(_Section):
     sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
     sasl_password: str | None = Field(None, alias="KAFKA_SASL_PASSWORD", repr=False)
     ssl_cafile: str | None = Field(None, alias="KAFKA_SSL_CAFILE")
+    # mutual TLS: the client's certificate and key (PEM), the key's password if it has one
+    ssl_certfile: str | None = Field(None, alias="KAFKA_SSL_CERTFILE")
+    ssl_keyfile: str | None = Field(None, alias="KAFKA_SSL_KEYFILE")
+    ssl_password: str | None = Field(None, alias="KAFKA_SSL_PASSWORD", repr=False)
+    # whether the brokers' certificates must name the host connected to (turn off only for IPs)
+    ssl_check_hostname: bool = Field(True, alias="KAFKA_SSL_CHECK_HOSTNAME")
+    # SASL OAUTHBEARER: tokens from an OAuth 2.0 client-credentials endpoint
+    sasl_oauth_token_url: str | None = Field(None, alias="KAFKA_SASL_OAUTH_TOKEN_URL")
+    sasl_oauth_client_id: str | None = Field(None, alias="KAFKA_SASL_OAUTH_CLIENT_ID")
+    sasl_oauth_client_secret: str | None = Field(
+        None, alias="KAFKA_SASL_OAUTH_CLIENT_SECRET", repr=False
+    )
+    sasl_oauth_scope: str | None = Field(None, alias="KAFKA_SASL_OAUTH_SCOPE")
 
     _split_topics = field_validator("topics", mode="before")(_split)
 
@@ -162,12 +186,30 @@ class KafkaSettings(_Section):
         cfg: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers.split(",")}
         if self.security_protocol:
             cfg["security_protocol"] = self.security_protocol
-        if self.sasl_mechanism:
+        if self.sasl_mechanism == "OAUTHBEARER":
+            from pipelines.kafka_oauth import ClientCredentialsTokenProvider
+
+            if not (self.sasl_oauth_token_url and self.sasl_oauth_client_id):
+                raise SettingsError(
+                    "KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTH_TOKEN_URL, "
+                    "KAFKA_SASL_OAUTH_CLIENT_ID and KAFKA_SASL_OAUTH_CLIENT_SECRET"
+                )
+            cfg["sasl_mechanism"] = self.sasl_mechanism
+            cfg["sasl_oauth_token_provider"] = ClientCredentialsTokenProvider(
+                self.sasl_oauth_token_url,
+                self.sasl_oauth_client_id,
+                self.sasl_oauth_client_secret or "",
+                self.sasl_oauth_scope,
+            )
+        elif self.sasl_mechanism:
             cfg["sasl_mechanism"] = self.sasl_mechanism
             cfg["sasl_plain_username"] = self.sasl_username
             cfg["sasl_plain_password"] = self.sasl_password
-        if self.ssl_cafile:
-            cfg["ssl_cafile"] = self.ssl_cafile
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
+            if getattr(self, name):
+                cfg[name] = getattr(self, name)
+        if not self.ssl_check_hostname:
+            cfg["ssl_check_hostname"] = False
         return cfg
 
 
@@ -213,6 +255,8 @@ class IngestSettings(_Section):
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, gt=0, alias="TRACKFLOW_MAX_EVENT_BYTES")
     # how many partition shards the Dagster ingestion runs (in parallel on a ducklake warehouse)
     shards: int = Field(1, ge=1, alias="TRACKFLOW_INGEST_SHARDS")
+    # a node_exporter textfile directory where each run writes its figures (unset: none)
+    metrics_dir: Path | None = Field(None, alias="TRACKFLOW_METRICS_DIR")
 
 
 class QualityThresholds(_Section):

@@ -20,6 +20,7 @@ from kafka import TopicPartition
 
 from pipelines.config import IngestSettings, KafkaSettings, PrivacyConfig
 from pipelines.gaps import record_gaps, resolve_gaps
+from pipelines.ingest_metrics import write_ingest_metrics
 from pipelines.kafka_source import kafka_source, state_offsets
 from pipelines.kafka_source.helpers import (
     DrainStats,
@@ -271,7 +272,7 @@ def ingest(
         phase("commit_offsets")
         commit_error = kafka.commit(offsets)
         lag = {_label(tp): n for tp, n in kafka.lag(offsets).items()}
-    return IngestResult(
+    result = IngestResult(
         messages=stats.messages,
         loaded=stats.accepted,
         rejected=stats.rejected,
@@ -285,6 +286,17 @@ def ingest(
         resumed_gaps=resumed,
         suppressed=stats.suppressed,
     )
+    if limits.metrics_dir is not None:
+        write_ingest_metrics(
+            limits.metrics_dir,
+            shard,
+            messages=result.messages,
+            loaded=result.loaded,
+            rejected=result.rejected,
+            seconds=result.seconds,
+            lag=result.lag,
+        )
+    return result
 
 
 def _operator_error(exc: BaseException, warehouse: Warehouse) -> IngestError | WarehouseError:

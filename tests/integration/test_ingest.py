@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.generator import generate
 from pipelines.ingest import ingest
@@ -182,3 +183,26 @@ def test_legacy_simple_shape_is_accepted_as_track(broker, make_topic, warehouse)
     assert row[:3] == ("track", "button_click", "myButton")
     # a deterministic stand-in identity: the message's own hash (it has no key)
     assert row[3] == "legacy-" + hashlib.sha256(legacy).hexdigest()
+
+
+def test_each_run_writes_its_figures_for_prometheus(
+    broker, make_topic, warehouse, tmp_path
+) -> None:
+    topic = make_topic(partitions=2)
+    settings = settings_for(broker.bootstrap, topic)
+    produce(generate(events=500, users=20, seed=8, faults={"malformed"}).messages, settings, topic)
+    metrics = tmp_path / "textfile"
+    result = ingest(settings, warehouse, limits=limits(metrics_dir=metrics))
+
+    [written] = list(metrics.iterdir())
+    assert written.name == "trackflow_ingest_0_of_1.prom"
+    samples = {
+        (s.name, s.labels.get("partition")): s.value
+        for family in text_string_to_metric_families(written.read_text())
+        for s in family.samples
+    }
+    assert samples[("trackflow_ingest_loaded_events", None)] == result.loaded == 500
+    assert samples[("trackflow_ingest_rejected_events", None)] == result.rejected > 0
+    assert samples[("trackflow_ingest_messages", None)] == result.messages
+    assert {p for n, p in samples if n == "trackflow_ingest_lag_messages"} == set(result.lag)
+    assert samples[("trackflow_ingest_last_success_timestamp_seconds", None)] > 1.7e9
