@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +19,8 @@ from pipelines.warehouse.base import Warehouse, WarehouseMissing
 class DuckDBFile(Warehouse):
     path: Path
     memory_limit: str = "512MB"
+    # further DuckDB settings for every connection, dlt's included (threads, force_compression, ...)
+    settings: Mapping[str, str] = field(default_factory=dict)
 
     kind: ClassVar[str] = "duckdb"
 
@@ -38,13 +40,13 @@ class DuckDBFile(Warehouse):
                 f"{self.describe()} does not exist yet; load it first with 'trackflow ingest'"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path), read_only=read_only)
+        con = duckdb.connect(str(self.path), read_only=read_only, config=dict(self.settings))
         con.execute("set TimeZone = 'UTC'")
         return con
 
     def dlt_destination(self) -> Destination[Any, Any]:
         credentials = DuckDbCredentials(str(self.path))
-        credentials.global_config = {"memory_limit": self.memory_limit}
+        credentials.global_config = {"memory_limit": self.memory_limit, **self.settings}
         return dlt.destinations.duckdb(credentials=credentials)
 
     def dlt_pipelines_dir(self) -> Path:
@@ -73,7 +75,7 @@ class DuckDBFile(Warehouse):
         replaces the file atomically (a crash leaves either the old file or the new one)."""
         fresh = self.path.with_name(f".{self.path.name}.compacting")
         fresh.unlink(missing_ok=True)
-        con = duckdb.connect(str(self.path))
+        con = duckdb.connect(str(self.path), config=dict(self.settings))
         try:
             source = con.execute("select current_database()").fetchone()
             con.execute(f"attach '{fresh}' as compacted")

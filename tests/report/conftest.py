@@ -60,6 +60,7 @@ def demo_warehouse(
 
 @pytest.fixture(scope="session")
 def report(demo_warehouse: DemoWarehouse) -> ReportSummary:
+    (demo_warehouse.work / "out").mkdir()  # build_report creates no directory it is given
     return build_report(
         demo_warehouse.warehouse,
         demo_warehouse.work / "out" / "report.html",
