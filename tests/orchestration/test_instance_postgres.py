@@ -4,13 +4,10 @@ there, the late-data sensor reads them back."""
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import psycopg2
 import pytest
 from dagster._core.instance.ref import InstanceRef
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
@@ -18,50 +15,22 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 from orchestration.assets.keys import INGESTION_POOL, RAW_EVENTS
 from pipelines.broker import EmbeddedBroker
 from pipelines.warehouse import DuckDBFile
-from tests.conftest import REPO_ROOT
 
 from .helpers import bound_defs, check_results, new_topic, recent_traffic, send, today
-
-PG = "postgresql://postgres@127.0.0.1:5432"
-
-
-def _admin(sql: str) -> None:
-    con = psycopg2.connect(f"{PG}/postgres", connect_timeout=5)
-    con.autocommit = True
-    try:
-        con.cursor().execute(sql)
-    finally:
-        con.close()
+from .postgres import dagster_database, deploy_home
 
 
 @pytest.fixture
 def pg_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
-    name = f"trackflow_dagster_{uuid.uuid4().hex[:8]}"
-    try:
-        _admin(f"create database {name}")
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 unreachable ({exc}); start it to run this test")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    for key, value in {
-        "HOST": "127.0.0.1",
-        "PORT": "5432",
-        "DB": name,
-        "USER": "postgres",
-        "PASSWORD": "",
-    }.items():
-        monkeypatch.setenv(f"DAGSTER_PG_{key}", value)
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-    try:
-        yield instance
-    finally:
-        instance.dispose()
-        _admin(
-            "select pg_terminate_backend(pid) from pg_stat_activity "
-            f"where datname = '{name}' and pid <> pg_backend_pid()"
-        )
-        _admin(f"drop database if exists {name}")
+    with dagster_database() as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        home = deploy_home(tmp_path / "dagster_home")
+        instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+        try:
+            yield instance
+        finally:
+            instance.dispose()
 
 
 def test_production_instance_on_postgres(

@@ -6,8 +6,6 @@ partition-range backfill of the marts, and both succeed."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,28 +13,25 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from orchestration.instance import ensure_local_instance
 from pipelines.broker import EmbeddedBroker, free_port
+from pipelines.warehouse import DuckDBFile
 from tests.conftest import REPO_ROOT
+from tests.helpers import scalar
 
+from .graphql import (
+    GraphQL,
+    latest_check_statuses,
+    launch_run,
+    start,
+    stop,
+    stop_sensor,
+    wait_loaded,
+    wait_run,
+)
 from .helpers import new_topic, recent_traffic, send, today
-
-LOCATION = "trackflow"
-
-
-class GraphQL:
-    def __init__(self, url: str) -> None:
-        self.client = httpx.Client(base_url=url, timeout=30)
-
-    def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
-        response = self.client.post("/graphql", json={"query": query, "variables": variables})
-        response.raise_for_status()
-        body = response.json()
-        assert "errors" not in body, body["errors"]
-        return body["data"]
 
 
 @pytest.fixture(scope="module")
@@ -57,92 +52,17 @@ def server(
         "KAFKA_CONSUMER_GROUP": "webserver-test",
         "DUCKDB_PATH": str(tmp / "warehouse.duckdb"),
     }
-    log = (tmp / "dagster-dev.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    dagster = str(Path(sys.executable).parent / "dagster")
+    argv = [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    log = tmp / "dagster-dev.log"
+    proc = start(argv, REPO_ROOT, env, log)  # webserver, daemon and code server: one group
     gql = GraphQL(f"http://127.0.0.1:{port}")
     try:
-        _wait_loaded(gql, proc, tmp / "dagster-dev.log")
-        _stop_sensor(gql, "late_data_sensor")  # its runs would queue behind ours (tested alone)
-        yield gql, {"traffic": traffic, "warehouse": tmp / "warehouse.duckdb"}
+        wait_loaded(gql, {log: proc})
+        stop_sensor(gql, "late_data_sensor")  # its runs would queue behind ours (tested alone)
+        yield gql, {"traffic": traffic, "warehouse": DuckDBFile(tmp / "warehouse.duckdb")}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # our own process group: webserver, daemon, code server
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
-
-
-def _wait_loaded(gql: GraphQL, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"dagster dev exited: {log.read_text()[-3000:]}")
-        try:
-            data = gql(
-                """{ workspaceOrError { ... on Workspace { locationEntries {
-                       name loadStatus
-                       locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
-            )
-        except (httpx.HTTPError, AssertionError):
-            time.sleep(1)
-            continue
-        entries = data["workspaceOrError"]["locationEntries"]
-        entry = next((e for e in entries if e["name"] == LOCATION), None)
-        if entry and entry["loadStatus"] == "LOADED":
-            error = entry["locationOrLoadError"]
-            assert error["__typename"] == "RepositoryLocation", error
-            return
-        time.sleep(1)
-    pytest.fail(f"code location not loaded in 180s: {log.read_text()[-3000:]}")
-
-
-def _stop_sensor(gql: GraphQL, name: str) -> None:
-    sensor = gql(
-        """query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) {
-             ... on Sensor { id sensorState { id } } } }""",
-        s={
-            "repositoryName": "__repository__",
-            "repositoryLocationName": LOCATION,
-            "sensorName": name,
-        },
-    )["sensorOrError"]
-    stopped = gql(
-        """mutation($id: String!) { stopSensor(id: $id) {
-             __typename ... on StopSensorMutationResult { instigationState { status } } } }""",
-        id=sensor["sensorState"]["id"],
-    )["stopSensor"]
-    assert stopped["instigationState"]["status"] == "STOPPED", stopped
-
-
-def _wait_run(gql: GraphQL, run_id: str, timeout: float = 240) -> str:
-    deadline = time.monotonic() + timeout
-    status = "?"
-    while time.monotonic() < deadline:
-        run = gql(
-            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", id=run_id
-        )["runOrError"]
-        status = run["status"]
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            return status
-        time.sleep(1)
-    return status
+        stop(proc)
 
 
 def test_graphql_asset_graph(server) -> None:
@@ -167,40 +87,21 @@ def test_graphql_asset_graph(server) -> None:
 def test_graphql_launches_a_run_of_the_whole_graph(server) -> None:
     gql, info = server
     first, last = (today() - timedelta(days=3)).isoformat(), today().isoformat()
-    launched = gql(
-        """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-             __typename
-             ... on LaunchRunSuccess { run { runId } }
-             ... on PythonError { message } } }""",
-        params={
-            "selector": {
-                "repositoryLocationName": LOCATION,
-                "repositoryName": "__repository__",
-                "jobName": "everything_job",
-            },
-            "runConfigData": {},
-            "executionMetadata": {
-                "tags": [
-                    {"key": "dagster/asset_partition_range_start", "value": first},
-                    {"key": "dagster/asset_partition_range_end", "value": last},
-                ]
-            },
-        },
-    )["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-    assert _wait_run(gql, run_id) == "SUCCESS"
-    checks = gql(
-        """{ assetNodes(assetKeys: [{path: ["raw", "tracking_events"]}]) {
-             assetChecksOrError { ... on AssetChecks { checks {
-               name executionForLatestMaterialization { status } } } } } }"""
-    )["assetNodes"][0]["assetChecksOrError"]["checks"]
-    statuses = {
-        c["name"]: (c["executionForLatestMaterialization"] or {}).get("status") for c in checks
+    range_tags = {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
     }
+    run_id = launch_run(gql, "everything_job", tags=range_tags)
+    assert wait_run(gql, run_id) == "SUCCESS"
+    statuses = latest_check_statuses(gql, ["raw", "tracking_events"])
     assert statuses["consumer_lag"] == "SUCCEEDED"
     assert statuses["no_retention_gaps"] == "SUCCEEDED"
     assert statuses["raw_freshness"] == "SUCCEEDED"
+    # and what the run wrote is the traffic, to the event and the session
+    truth, warehouse = info["traffic"].truth, info["warehouse"]
+    accepted = truth["valid_message_ids"] + truth["duplicate_deliveries"]
+    assert scalar(warehouse, "select count(*) from raw.tracking_events") == accepted
+    assert scalar(warehouse, "select count(*) from analytics.fct_sessions") == truth["sessions"]
 
 
 def test_graphql_partition_range_backfill(server) -> None:
