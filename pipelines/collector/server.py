@@ -17,6 +17,8 @@ import html
 import ipaddress
 import logging
 import math
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +30,9 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pipelines.collector.accept import Call, Stamped, prepare
@@ -42,6 +45,7 @@ from pipelines.collector.metrics import Metrics
 from pipelines.collector.producer import BrokerUnavailable, EventProducer
 from pipelines.collector.rules import WarehouseRules
 from pipelines.collector.validation import Problem
+from pipelines.collector.workers import supervise
 from pipelines.config import CollectorSettings
 
 log = logging.getLogger(__name__)
@@ -85,7 +89,7 @@ class Collector:
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
         self.producer = EventProducer(settings)
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.metrics_dir)
         self.rules = WarehouseRules(settings.max_event_bytes)
         self.workers = ThreadPoolExecutor(settings.cpu_threads, thread_name_prefix="collector-cpu")
         self.tracker_js = (STATIC_DIR / "tracker.js").read_bytes()
@@ -215,9 +219,9 @@ class Collector:
         return problem
 
     async def metrics_text(self, request: Request) -> Response:
-        return PlainTextResponse(
-            self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+        body, content_type = self.metrics.render(request.headers.get("accept"))
+        # the content type is prometheus_client's for the format it wrote; set as is, not amended
+        return Response(body, headers={"Content-Type": content_type, "Vary": "Accept"})
 
     # -- static
 
@@ -298,7 +302,21 @@ def uvicorn_config(
     return uvicorn.Config(app, host=host, port=port, **options)
 
 
+def run_worker(settings: CollectorSettings, host: str, port: int, sock: socket.socket) -> None:
+    """One of COLLECTOR_WORKERS processes (`workers.py`), on the socket its parent bound."""
+    try:
+        server = uvicorn.Server(uvicorn_config(settings, host, port))
+    except Exception:
+        log.exception("a collector worker could not start")
+        sys.exit(STARTUP_FAILURE)
+    server.run(sockets=[sock])
+
+
 def serve(host: str, port: int, settings: CollectorSettings | None = None) -> None:
-    """Run the collector under uvicorn until SIGINT/SIGTERM, then drain in-flight events."""
+    """Run the collector under uvicorn until SIGINT/SIGTERM, then drain in-flight events; with
+    COLLECTOR_WORKERS above 1, that many processes on the one port."""
     settings = settings or CollectorSettings.from_env()
+    if settings.workers > 1:
+        supervise(settings, host, port, run_worker)
+        return
     uvicorn.Server(uvicorn_config(settings, host, port)).run()
