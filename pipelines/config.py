@@ -287,6 +287,9 @@ class CollectorSettings(_Section):
     max_connections: int = Field(1000, gt=0, alias="COLLECTOR_MAX_CONNECTIONS")
     # threads that parse, check and serialise requests, off the event loop
     cpu_threads: int = Field(2, gt=0, alias="COLLECTOR_CPU_THREADS")
+    # accepted events per second per write key, in each process (collector/ratelimit.py); unset:
+    # no limit
+    rate_limit: float | None = Field(None, gt=0, alias="COLLECTOR_RATE_LIMIT")
     # processes serving the one port (collector/workers.py), with multiprocess metrics
     workers: int = Field(1, gt=0, alias="COLLECTOR_WORKERS")
     # prometheus_client's multiprocess mode: every process writes its metrics to files here and
