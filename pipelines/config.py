@@ -341,6 +341,14 @@ class CollectorSettings(_Section):
     max_connections: int = Field(1000, gt=0, alias="COLLECTOR_MAX_CONNECTIONS")
     # threads that parse, check and serialise requests, off the event loop
     cpu_threads: int = Field(2, gt=0, alias="COLLECTOR_CPU_THREADS")
+    # accepted events per second per write key, in each process (collector/ratelimit.py); unset:
+    # no limit
+    rate_limit: float | None = Field(None, gt=0, alias="COLLECTOR_RATE_LIMIT")
+    # processes serving the one port (collector/workers.py), with multiprocess metrics
+    workers: int = Field(1, gt=0, alias="COLLECTOR_WORKERS")
+    # prometheus_client's multiprocess mode: every process writes its metrics to files here and
+    # /metrics sums them. prometheus_client reads the same variable itself, at import
+    metrics_dir: Path | None = Field(None, alias="PROMETHEUS_MULTIPROC_DIR")
 
     _parse_keys = field_validator("write_keys", mode="before")(_write_keys)
     _split_proxies = field_validator("trusted_proxies", mode="before")(_split)
@@ -371,6 +379,13 @@ class CollectorSettings(_Section):
     @classmethod
     def _no_compression(cls, value: str | None) -> str | None:
         return None if value in (None, "", "none") else value
+
+    @field_validator("metrics_dir")
+    @classmethod
+    def _a_directory(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_dir():
+            raise ValueError(f"PROMETHEUS_MULTIPROC_DIR={str(path)!r} is not a directory")
+        return path
 
     @field_validator("write_keys")
     @classmethod

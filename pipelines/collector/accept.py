@@ -37,6 +37,8 @@ class Call:
 @dataclass(frozen=True)
 class Stamped:
     source: str
+    # the key the request was authenticated with, for its rate limit; it never reaches Kafka
+    write_key: str
     records: list[Record]
     # indexes of the events the screen could not vouch for: the warehouse's validator decides
     unsure: list[int]
@@ -155,4 +157,4 @@ def prepare(call: Call, settings: CollectorSettings) -> Stamped:
     except RequestRefused as refused:
         refused.source = source
         raise
-    return Stamped(source, records, unsure)
+    return Stamped(source, write_key, records, unsure)

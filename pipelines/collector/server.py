@@ -4,6 +4,8 @@ A request is answered 200 only once the broker has acknowledged every one of its
 when that cannot happen within the produce deadline the answer is 503 with Retry-After, so a client
 never drops an event that is not in Kafka. A request with any invalid event is refused whole (400 or
 413) and nothing of it is produced: the client can fix and resend it without creating duplicates.
+A valid request whose write key is over COLLECTOR_RATE_LIMIT is refused whole too (429 with
+Retry-After, `ratelimit.py`).
 
 The event loop only moves bytes: the body is read here, then parsed, checked, stamped and
 serialised in worker threads (`accept.py`); events the screen cannot vouch for (`screen.py`) are
@@ -17,6 +19,8 @@ import html
 import ipaddress
 import logging
 import math
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +32,9 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pipelines.collector.accept import Call, Stamped, prepare
@@ -40,8 +45,10 @@ from pipelines.collector.counting import RequestMetrics
 from pipelines.collector.intake import RequestRefused, is_gzip, read_body, unauthorised
 from pipelines.collector.metrics import Metrics
 from pipelines.collector.producer import BrokerUnavailable, EventProducer
+from pipelines.collector.ratelimit import RateLimiter
 from pipelines.collector.rules import WarehouseRules
 from pipelines.collector.validation import Problem
+from pipelines.collector.workers import supervise
 from pipelines.config import CollectorSettings
 
 log = logging.getLogger(__name__)
@@ -85,7 +92,12 @@ class Collector:
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
         self.producer = EventProducer(settings)
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.metrics_dir)
+        self.limiter = (
+            RateLimiter(settings.rate_limit, settings.write_keys)
+            if settings.rate_limit is not None
+            else None
+        )
         self.rules = WarehouseRules(settings.max_event_bytes)
         self.workers = ThreadPoolExecutor(settings.cpu_threads, thread_name_prefix="collector-cpu")
         self.tracker_js = (STATIC_DIR / "tracker.js").read_bytes()
@@ -112,12 +124,22 @@ class Collector:
             return JSONResponse(refused.body(), refused.status, headers=refused.headers)
 
         source, records = stamped.source, stamped.records
+        # checked and counted on the event loop, between the last check and the first send: the
+        # whole request is taken or refused, and nothing refused is produced
+        if self.limiter is not None and (
+            wait := self.limiter.take(stamped.write_key, len(records))
+        ):
+            self.metrics.rate_limited(source, len(records))
+            return self._rate_limited(wait)
         started = time.perf_counter()
         try:
             await self.producer.send(records, headers=[("source", source.encode("utf-8"))])
         except BrokerUnavailable as exc:
             log.warning("answering 503 for %d event(s): %s", len(records), exc)
             self.metrics.event_outcome("failed", source, len(records))
+            if self.limiter is not None:
+                # not accepted: the client sends them again, and should not pay twice
+                self.limiter.give_back(stamped.write_key, len(records))
             return JSONResponse(
                 {"success": False, "error": "events not stored, retry later", "code": "broker"},
                 503,
@@ -126,6 +148,18 @@ class Collector:
         self.metrics.produce_latency(time.perf_counter() - started)
         self.metrics.event_outcome("accepted", source, len(records))
         return JSONResponse({"success": True})
+
+    def _rate_limited(self, wait_s: int) -> Response:
+        return JSONResponse(
+            {
+                "success": False,
+                "error": f"this write key is over its limit of {self.settings.rate_limit:g} "
+                f"events per second; nothing of this request was stored, retry in {wait_s}s",
+                "code": "rate_limited",
+            },
+            429,
+            headers={"Retry-After": str(wait_s)},
+        )
 
     async def _accept(self, request: Request, kind: str | None) -> Stamped:
         """Authenticate, read, check, stamp and serialise, or raise RequestRefused."""
@@ -215,9 +249,9 @@ class Collector:
         return problem
 
     async def metrics_text(self, request: Request) -> Response:
-        return PlainTextResponse(
-            self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+        body, content_type = self.metrics.render(request.headers.get("accept"))
+        # the content type is prometheus_client's for the format it wrote; set as is, not amended
+        return Response(body, headers={"Content-Type": content_type, "Vary": "Accept"})
 
     # -- static
 
@@ -298,7 +332,21 @@ def uvicorn_config(
     return uvicorn.Config(app, host=host, port=port, **options)
 
 
+def run_worker(settings: CollectorSettings, host: str, port: int, sock: socket.socket) -> None:
+    """One of COLLECTOR_WORKERS processes (`workers.py`), on the socket its parent bound."""
+    try:
+        server = uvicorn.Server(uvicorn_config(settings, host, port))
+    except Exception:
+        log.exception("a collector worker could not start")
+        sys.exit(STARTUP_FAILURE)
+    server.run(sockets=[sock])
+
+
 def serve(host: str, port: int, settings: CollectorSettings | None = None) -> None:
-    """Run the collector under uvicorn until SIGINT/SIGTERM, then drain in-flight events."""
+    """Run the collector under uvicorn until SIGINT/SIGTERM, then drain in-flight events; with
+    COLLECTOR_WORKERS above 1, that many processes on the one port."""
     settings = settings or CollectorSettings.from_env()
+    if settings.workers > 1:
+        supervise(settings, host, port, run_worker)
+        return
     uvicorn.Server(uvicorn_config(settings, host, port)).run()

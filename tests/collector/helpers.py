@@ -11,6 +11,7 @@ from typing import Any, Self
 
 import uvicorn
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp
 
 from pipelines.broker import free_port
@@ -41,6 +42,51 @@ def drain(bootstrap: str, topic: str) -> list[Any]:
         return records
     finally:
         consumer.close()
+
+
+def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Any]:
+    """Every record of the topic up to its end offsets as they are now (every record the broker
+    has acknowledged), however slow the fetches: not "until a poll comes back empty"."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        end = consumer.end_offsets(partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic} not read to its end offsets {end} in {timeout}s")
+            for part in consumer.poll(timeout_ms=1000).values():
+                records.extend(part)
+        return records
+    finally:
+        consumer.close()
+
+
+def metric(exposition: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text exposition (/metrics) by its name and exact labels; 0.0 when
+    it is absent, as a counter that never moved."""
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def samples(exposition: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample of that name, with its labels."""
+    return [
+        (dict(sample.labels), float(sample.value))
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name
+    ]
 
 
 def events(records: list[Any]) -> list[dict[str, Any]]:

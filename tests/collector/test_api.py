@@ -13,7 +13,15 @@ import pytest
 
 from pipelines.collector import CollectorSettings
 from tests.collector.conftest import ALLOWED_ORIGIN, collector_settings
-from tests.collector.helpers import SERVER_KEY, WEB_KEY, LiveCollector, basic, drain, events
+from tests.collector.helpers import (
+    SERVER_KEY,
+    WEB_KEY,
+    LiveCollector,
+    basic,
+    drain,
+    events,
+    metric,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -317,14 +325,14 @@ def test_health_metrics_tracker_and_demo(client: httpx.Client, settings: Collect
     client.post("/v1/track", json={"event": "x", "anonymousId": "a"})
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
-    assert metrics.headers["content-type"].startswith("text/plain")
+    assert metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     text = metrics.text
-    assert 'trackflow_collector_requests_total{endpoint="/v1/track",status="200"} 1' in text
-    assert 'trackflow_collector_requests_total{endpoint="/v1/track",status="400"} 1' in text
-    assert 'trackflow_collector_requests_total{endpoint="/v1/track",status="401"} 1' in text
-    assert 'trackflow_collector_events_total{outcome="accepted",source="web"} 1' in text
-    assert 'trackflow_collector_events_total{outcome="rejected",source="web"} 1' in text
-    assert "trackflow_collector_produce_latency_seconds_count 1" in text
+    requests = "trackflow_collector_requests_total"
+    for status in ("200", "400", "401"):
+        assert metric(text, requests, endpoint="/v1/track", status=status) == 1, status
+    assert metric(text, "trackflow_collector_events_total", outcome="accepted", source="web") == 1
+    assert metric(text, "trackflow_collector_events_total", outcome="rejected", source="web") == 1
+    assert metric(text, "trackflow_collector_produce_latency_seconds_count") == 1
 
     tracker = client.get("/tracker.js")
     assert tracker.status_code == 200

@@ -1,5 +1,6 @@
 """A real headless Chromium (Debian's) with the tracker: the whole path from a click to DuckDB,
-a page hidden mid-batch (beacon), a collector outage during a click, a reload while offline."""
+a page hidden mid-batch (beacon), a collector outage during a click, a reload while offline, a
+write key over its rate limit (429: back off for Retry-After, keep the events, send them once)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Response, sync_playwright
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse
+from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -28,6 +30,7 @@ from tests.collector.helpers import (
     ThreadedServer,
     drain,
     events,
+    read_to_end,
     wait_for_events,
 )
 from tests.helpers import query, scalar
@@ -83,11 +86,11 @@ class Shop(ThreadedServer):
     def app(self) -> ASGIApp:
         script = (STATIC_DIR / "tracker.js").read_text()
 
-        async def shop(request: Request) -> Response:
+        async def shop(request: Request) -> StarletteResponse:
             return HTMLResponse(self.html)
 
-        async def tracker(request: Request) -> Response:
-            return Response(script, media_type="application/javascript")
+        async def tracker(request: Request) -> StarletteResponse:
+            return StarletteResponse(script, media_type="application/javascript")
 
         return Starlette(routes=[Route("/shop", shop), Route("/tracker.js", tracker)])
 
@@ -269,6 +272,67 @@ def test_offline_queue_survives_a_reload(
     assert sorted(e["type"] for e in found) == ["page", "page", "track"]
     assert len({e["messageId"] for e in found}) == 3
     assert len({e["anonymousId"] for e in found}) == 1
+
+
+def test_tracker_backs_off_on_429_for_retry_after_and_delivers_once(
+    context: BrowserContext,
+    broker: EmbeddedBroker,
+    topic: str,
+    collector_port: int,
+    shop_factory: Callable[..., Shop],
+) -> None:
+    # one event per 4 s for the site's write key: the page view takes it, the click is refused
+    shop = shop_factory(flush_ms=200, own_tracker=False)
+    settings = collector_settings(
+        broker.bootstrap, topic, cors_origins=(shop.url,), rate_limit=0.25
+    )
+    # every answer to a batch: status, Retry-After as the page's script could read it, and when
+    # the browser sent the request (its own clock, so the test's load does not blur the gap)
+    answers: list[tuple[int, str | None, float]] = []
+
+    def on_response(response: Response) -> None:
+        if response.url.endswith("/v1/batch"):
+            answers.append(
+                (
+                    response.status,
+                    response.headers.get("retry-after"),
+                    response.request.timing["startTime"],
+                )
+            )
+
+    def until(n: int, page: Page) -> None:
+        deadline = time.monotonic() + 30
+        while len(answers) < n:
+            assert time.monotonic() < deadline, answers
+            page.wait_for_timeout(50)
+
+    context.on("response", on_response)
+    with LiveCollector(settings, collector_port):
+        page = context.new_page()
+        page.goto(f"{shop.url}/shop")
+        until(1, page)
+        assert answers[0][0] == 200
+
+        page.click("#myButton")
+        until(2, page)
+        status, retry_after, refused_at = answers[1]
+        assert status == 429 and retry_after is not None, answers
+        wait_s = int(retry_after)
+        assert wait_s >= 2
+        assert queued(page) == 1  # kept, not dropped
+        page.click("#myButton")  # joins the queue; nothing goes out before Retry-After
+        assert queued(page) == 2
+        wait_for_events(broker.bootstrap, topic, lambda es: len(clicks(es)) == 2)
+        until(3, page)
+        page.wait_for_timeout(500)  # time for any further request to show up
+        assert queued(page) == 0
+
+    # one retry, both clicks in it, sent no sooner than the collector asked
+    assert [a[0] for a in answers] == [200, 429, 200]
+    assert answers[2][2] - refused_at >= wait_s * 1000
+    stored = events(read_to_end(broker.bootstrap, topic))
+    assert len(clicks(stored)) == 2 and len(stored) == 3
+    assert len({e["messageId"] for e in stored}) == 3
 
 
 ASYNC_PAGE = """<!doctype html><html><head>

@@ -17,7 +17,7 @@ import pytest
 
 from pipelines.broker import EmbeddedBroker
 from tests.collector.conftest import collector_settings
-from tests.collector.helpers import WEB_KEY, LiveCollector, basic, drain, events
+from tests.collector.helpers import WEB_KEY, LiveCollector, basic, drain, events, metric
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -70,8 +70,11 @@ def test_stopped_broker_means_503_and_nothing_stored(own_broker: EmbeddedBroker)
         assert client.get("/health/details").json()["broker"] == "unreachable"
         assert "Retry-After" in health.headers
         metrics = client.get("/metrics").text
-        assert 'trackflow_collector_events_total{outcome="failed",source="web"} 5' in metrics
-        assert 'trackflow_collector_requests_total{endpoint="/v1/batch",status="503"} 1' in metrics
+        assert (
+            metric(metrics, "trackflow_collector_events_total", outcome="failed", source="web") == 5
+        )
+        requests = "trackflow_collector_requests_total"
+        assert metric(metrics, requests, endpoint="/v1/batch", status="503") == 1
 
         # same port, empty memory: the collector finds it again without a restart of its own
         own_broker.start()

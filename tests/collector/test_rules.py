@@ -15,7 +15,7 @@ from pipelines.collector.metrics import Metrics
 from pipelines.collector.server import Collector, create_app
 from pipelines.collector.validation import validate_event
 from pipelines.config import CollectorSettings, SettingsError
-from tests.collector.helpers import basic
+from tests.collector.helpers import basic, metric
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -157,12 +157,15 @@ def test_metrics_render_prometheus_text() -> None:
     m.request("/v1/track", 200)
     m.event_outcome("accepted", 'we"b', 3)
     m.produce_latency(0.003)
-    text = m.render()
-    assert 'trackflow_collector_requests_total{endpoint="/v1/track",status="200"} 1' in text
-    assert 'trackflow_collector_events_total{outcome="accepted",source="we\\"b"} 3' in text
-    assert 'trackflow_collector_produce_latency_seconds_bucket{le="0.0025"} 0' in text
-    assert 'trackflow_collector_produce_latency_seconds_bucket{le="0.005"} 1' in text
-    assert "trackflow_collector_produce_latency_seconds_count 1" in text
+    body, content_type = m.render()
+    text = body.decode()
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    assert 'trackflow_collector_requests_total{endpoint="/v1/track",status="200"} 1.0' in text
+    assert 'trackflow_collector_events_total{outcome="accepted",source="we\\"b"} 3.0' in text
+    latency = "trackflow_collector_produce_latency_seconds"
+    assert metric(text, f"{latency}_bucket", le="0.0025") == 0
+    assert metric(text, f"{latency}_bucket", le="0.005") == 1
+    assert metric(text, f"{latency}_count") == 1
 
 
 def test_collector_settings_for_hostile_clients() -> None:
@@ -209,4 +212,5 @@ def test_a_failure_of_the_collector_is_a_counted_500(monkeypatch: pytest.MonkeyP
     assert r.json()["code"] == "internal"
     assert "a bug" not in r.text
     metrics = client.get("/metrics").text
-    assert 'trackflow_collector_requests_total{endpoint="/tracker.js",status="500"} 1' in metrics
+    requests = "trackflow_collector_requests_total"
+    assert metric(metrics, requests, endpoint="/tracker.js", status="500") == 1

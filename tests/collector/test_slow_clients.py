@@ -18,7 +18,7 @@ import pytest
 from pipelines.broker import EmbeddedBroker
 from pipelines.collector import CollectorSettings
 from tests.collector.conftest import collector_settings
-from tests.collector.helpers import WEB_KEY, LiveCollector, basic
+from tests.collector.helpers import WEB_KEY, LiveCollector, basic, metric
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -158,7 +158,10 @@ def test_requests_within_the_deadlines_are_served(guarded: LiveCollector) -> Non
             event = {"event": "fine", "anonymousId": "a"}
             assert client.post("/v1/track", json=event, headers=basic(WEB_KEY)).status_code == 200
         metrics = client.get("/metrics").text
-    assert 'trackflow_collector_requests_total{endpoint="/v1/track",status="200"} 3' in metrics
+    assert (
+        metric(metrics, "trackflow_collector_requests_total", endpoint="/v1/track", status="200")
+        == 3
+    )
 
 
 def test_closed_connections_are_counted(guarded: LiveCollector) -> None:
@@ -168,8 +171,11 @@ def test_closed_connections_are_counted(guarded: LiveCollector) -> None:
         sock.sendall(HEADERS[:30])
         until_closed(sock)
     metrics = httpx.get(f"{guarded.url}/metrics").text
-    assert 'trackflow_collector_connections_closed_total{reason="idle"}' in metrics
-    assert 'trackflow_collector_connections_closed_total{reason="header_timeout"} 1' in metrics
+    assert metric(metrics, "trackflow_collector_connections_closed_total", reason="idle") >= 1
+    closed = metric(
+        metrics, "trackflow_collector_connections_closed_total", reason="header_timeout"
+    )
+    assert closed == 1
 
 
 def _served(live: LiveCollector) -> bytes:
@@ -204,4 +210,4 @@ def test_connections_over_the_cap_are_refused_at_once(broker: EmbeddedBroker, to
         for sock in held:
             sock.close()
         metrics = httpx.get(f"{live.url}/metrics").text
-    assert 'trackflow_collector_connections_closed_total{reason="over_limit"}' in metrics
+    assert metric(metrics, "trackflow_collector_connections_closed_total", reason="over_limit") >= 1

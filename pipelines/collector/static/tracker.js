@@ -93,11 +93,14 @@
     });
     return inflight;
   }
-  function retry(after) { // back off: Retry-After, else exponential with jitter
+  // back off, keeping the events queued: never before Retry-After (503, 429), plus up to a fifth more
+  // so the tabs a rate limit refused together do not all return at once; else exponential, jittered
+  function retry(after) {
     queue = sending.concat(queue); sending = null; save(); attempt++;
     var ms = Math.min(cfg.retryMax, cfg.retryBase * Math.pow(2, attempt - 1));
     clearTimeout(timer);
-    timer = setTimeout(function () { timer = null; flush(); }, after > 0 ? after * 1000 : ms * (0.5 + Math.random() / 2));
+    timer = setTimeout(function () { timer = null; flush(); },
+      after > 0 ? after * 1000 * (1 + Math.random() / 5) : ms * (0.5 + Math.random() / 2));
   }
 
   function beacon() { // the page may never run again: hand what is queued to the browser
