@@ -58,10 +58,12 @@ class IngestionRunConfig(dg.Config):
     )
 
 
-# a failure that may pass on its own: another process holds the DuckDB file, the broker is
-# restarting. Tried again with growing waits; an offset gap is never retried (it needs a person)
-TRANSIENT_RETRIES = 3
-TRANSIENT_WAIT_S = 5.0
+# a failure that may pass on its own (another process holds the DuckDB file, the broker is
+# restarting) is tried again after 5, 10, 20 s (+-jitter). Every known permanent failure is a
+# Failure(allow_retries=False): an offset gap is never retried, it needs a person
+TRANSIENT_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 GAPS_CHECK = "no_retention_gaps"
 LAG_CHECK = "consumer_lag"
@@ -243,11 +245,9 @@ def kafka_ingestion(
         yield gaps_check_result(target)
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     except (WarehouseLocked, BrokerUnavailable) as exc:
-        attempt = context.retry_number + 1
-        context.log.warning(f"attempt {attempt} of {TRANSIENT_RETRIES + 1}: {exc}")
-        raise dg.RetryRequested(
-            max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_S * attempt
-        ) from exc
+        attempts = TRANSIENT_RETRY_POLICY.max_retries + 1
+        context.log.warning(f"attempt {context.retry_number + 1} of {attempts}: {exc}")
+        raise dg.Failure(description=str(exc), allow_retries=True) from exc
     except (IngestError, WarehouseError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     context.log.info(
@@ -282,6 +282,7 @@ def build_ingestion_assets(
             ),
         ],
         pool=INGESTION_POOL,
+        retry_policy=TRANSIENT_RETRY_POLICY,
         can_subset=False,
     )(kafka_ingestion)
     return [asset]

@@ -45,6 +45,8 @@ def test_lost_offsets_fail_the_run_and_the_gap_check(own_broker: EmbeddedBroker,
         reason = failure.event_specific_data.user_failure_data.description
         # one line naming the partition and how to resume
         assert topic in reason and "--resume-from" in reason and "\n" not in reason
+        # and at once: a gap needs a person, the retry policy does not apply
+        assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
         gap = check_results(result)["raw/tracking_events:no_retention_gaps"]
         assert not gap.passed
         assert gap.metadata["actual"].value >= 1
