@@ -134,6 +134,10 @@ def test_partitions_pools_and_policies() -> None:
         else:
             assert node.partitions_def is None
     assert kafka_ingestion.op.pool == INGESTION_POOL
+    # transient failures retried with backoff (the permanent ones opt out where they are raised)
+    policy = kafka_ingestion.op.retry_policy
+    assert policy is not None and policy.max_retries >= 1
+    assert policy.backoff == dg.Backoff.EXPONENTIAL
     assert defs.resolve_job_def("ingest_job").tags["trackflow/role"] == "ingestion"
 
 

