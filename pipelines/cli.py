@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -242,11 +243,13 @@ def ingest(
             task = progress.add_task("ingesting", total=None)
 
             trace = os.environ.get("TRACKFLOW_TRACE_PHASES") == "1"
+            started = time.monotonic()
 
             def on_phase(name: str) -> None:
                 progress.update(task, description=f"ingesting: {name}")
-                if trace:  # for the crash tests: which step a kill interrupted
-                    print(f"phase {name}", file=sys.stderr, flush=True)
+                if trace:  # which step a kill interrupted (crash tests), where time goes
+                    elapsed = time.monotonic() - started
+                    print(f"phase {name} {elapsed:.2f}s", file=sys.stderr, flush=True)
 
             def on_batch(stats: DrainStats) -> None:
                 progress.update(

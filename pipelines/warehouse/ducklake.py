@@ -15,7 +15,9 @@ must be configured: two hosts must pseudonymise alike.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +34,12 @@ from pipelines.warehouse.ducklake_dlt import LakeCredentials, lake_destination
 
 ALIAS = "lake"
 ATTACH_ATTEMPTS = 5
+# One attached DuckDB per process and lake (and mode): loading the extensions and attaching the
+# catalog costs about a second per new DuckDB, and an ingestion run opens the warehouse a dozen
+# times. Each connect() gets its own connection (cursor) on it, with its own transactions; a
+# DuckLake transaction reads the catalog's latest snapshot when it starts, so nothing goes stale.
+_ATTACHED: dict[tuple[int, str, str, bool], duckdb.DuckDBPyConnection] = {}
+_ATTACHING = threading.Lock()
 # what a writer that lost a race with another one sees (the other one's commit went through)
 RACES = ("Failed to initialize", "Transaction conflict", "already exists")
 
@@ -96,6 +104,34 @@ class DuckLake(Warehouse):
             )
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        key = (os.getpid(), self.catalog, self.data_path, read_only)
+        with _ATTACHING:
+            root = _ATTACHED.get(key)
+            if root is not None:
+                try:
+                    return self._session(root)
+                except duckdb.Error:
+                    # the catalog went away under it (database restarted or dropped): attach anew
+                    del _ATTACHED[key]
+                    with contextlib.suppress(duckdb.Error):
+                        root.close()
+            root = self._attach_with_retries(read_only)
+            _ATTACHED[key] = root
+            return self._session(root)
+
+    @staticmethod
+    def _session(root: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        con = root.cursor()
+        try:
+            con.execute("set TimeZone = 'UTC'")
+            con.execute(f"use {ALIAS}")
+            con.execute("select 1 from duckdb_schemas() limit 1")  # the catalog still answers
+        except duckdb.Error:
+            con.close()
+            raise
+        return con
+
+    def _attach_with_retries(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         # hosts starting at once on a new catalog race to create its tables: the losers retry
         for attempt in range(1, ATTACH_ATTEMPTS + 1):
             try:
