@@ -29,6 +29,7 @@ from .settings import (
     CONNECT_BACKOFF_S,
     CONSUMER_DEFAULTS,
     EMPTY_POLLS_TO_STOP,
+    FLUSH_POLL_TIMEOUT_MS,
     POLL_TIMEOUT_MS,
     REACHABLE_TIMEOUT_MS,
 )
@@ -439,9 +440,9 @@ def drain(
     """Yield (messages, last record per partition) micro-batches until caught up or a limit.
 
     Polling runs in a background thread so the next fetch overlaps with validating and loading
-    the previous batch (DuckDB and Arrow release the GIL). Stops when every partition has passed
-    the end offset captured at start (then empties what the client already fetched without
-    waiting), after consecutive empty polls, or at max_messages / max_seconds. Offsets are only
+    the previous batch (DuckDB and Arrow release the GIL). Stops at the first empty poll once every
+    partition has passed the end offset captured at start (a lower bound of the true end),
+    after consecutive empty polls below it, or at max_messages / max_seconds. Offsets are only
     advanced by the caller, with the load.
     """
     ready: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -513,8 +514,11 @@ def _poll_loop(
     cols: list[list[Any]] = [[], [], [], [], [], []]
     last: dict[TopicPartition, tuple[int, str]] = {}
     empty_polls = 0
-    # already at the end: only empty what arrives without waiting
+    # past the end offsets captured at start: stop at the first empty poll. Those offsets are a
+    # lower bound (Tansu's trail the true end by up to a batch), so "past them" still waits for
+    # one fetch; the very first poll waits the full timeout (nothing is fetched yet).
     flushing = all(nxt[tp] >= target[tp] for tp in target)
+    first_poll = True
 
     def emit() -> None:
         nonlocal cols, last
@@ -534,7 +538,9 @@ def _poll_loop(
             stats.stopped_because = "max_seconds"
             break
         room = min(batch_size - len(cols[0]), max_messages - stats.messages)
-        batch = consumer.poll(timeout_ms=0 if flushing else POLL_TIMEOUT_MS, max_records=room)
+        wait = FLUSH_POLL_TIMEOUT_MS if flushing and not first_poll else POLL_TIMEOUT_MS
+        batch = consumer.poll(timeout_ms=wait, max_records=room)
+        first_poll = False
         if not batch:
             if flushing:
                 stats.stopped_because = "caught_up"

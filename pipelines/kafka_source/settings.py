@@ -5,6 +5,9 @@ from typing import Final
 POLL_TIMEOUT_MS: Final = 1_000
 # consecutive empty polls that mean "caught up" while below the end offsets captured at start
 EMPTY_POLLS_TO_STOP: Final = 2
+# once past the end offsets captured at start: how long a poll may wait for a fetch already
+# in flight (end offsets are only a lower bound: Tansu reports the last batch's base offset + 1)
+FLUSH_POLL_TIMEOUT_MS: Final = 250
 
 # connection retries before a run fails naming the servers
 CONNECT_ATTEMPTS: Final = 5

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.generator import generate
@@ -67,6 +67,26 @@ def test_second_run_loads_nothing_then_exactly_the_new(broker, make_topic, wareh
     assert ingest(settings, warehouse).loaded == 700
     assert scalar(warehouse, "select count(distinct message_id) from raw.tracking_events") == 1_700
     assert scalar(warehouse, "select count(*) from raw.tracking_events") == 1_700
+
+
+def test_a_run_starting_past_the_reported_end_still_reads(broker, make_topic, warehouse) -> None:
+    """Tansu reports a partition's end as its last batch's base offset + 1: a lower bound only.
+
+    Fifty events in one producer batch report an end of 1, so every run after the first starts
+    "past the end"; each must still read what is there (a run once stopped at 0 messages here).
+    """
+    topic = make_topic(partitions=1)
+    settings = settings_for(broker.bootstrap, topic)
+    produce(generate(events=50, users=10, seed=5).messages, settings, topic)
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    reported_end = consumer.end_offsets([TopicPartition(topic, 0)])[TopicPartition(topic, 0)]
+    consumer.close()
+    assert reported_end < 20  # the premise: the broker under-reports the end
+
+    runs = [ingest(settings, warehouse, limits=limits(max_messages=20)) for _ in range(4)]
+    assert [r.messages for r in runs] == [20, 20, 10, 0]
+    assert [r.stopped_because for r in runs] == ["max_messages"] * 2 + ["caught_up"] * 2
+    assert scalar(warehouse, "select count(distinct _kafka_offset) from raw.tracking_events") == 50
 
 
 def test_drain_stopped_by_max_messages_resumes_without_gaps(broker, make_topic, warehouse) -> None:
