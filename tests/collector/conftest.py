@@ -20,9 +20,11 @@ def collector_settings(bootstrap: str, topic: str, **overrides: object) -> Colle
         "write_keys": {WEB_KEY: "web", SERVER_KEY: "backend"},
         "kafka": KafkaSettings(bootstrap_servers=bootstrap, topics=(topic,)),
         "cors_origins": (ALLOWED_ORIGIN,),
-        "produce_timeout_s": 3.0,
         "retry_after_s": 7,
     }
+    # the settings ignore unknown names, so a misspelt override would silently test the default
+    unknown = set(overrides) - set(CollectorSettings.model_fields)
+    assert not unknown, f"not CollectorSettings fields: {sorted(unknown)}"
     values.update(overrides)
     return CollectorSettings(**values)  # type: ignore[arg-type]
 

@@ -30,7 +30,6 @@ from tests.collector.helpers import (
     ThreadedServer,
     drain,
     events,
-    read_to_end,
     wait_for_events,
 )
 from tests.helpers import query, scalar
@@ -330,7 +329,7 @@ def test_tracker_backs_off_on_429_for_retry_after_and_delivers_once(
     # one retry, both clicks in it, sent no sooner than the collector asked
     assert [a[0] for a in answers] == [200, 429, 200]
     assert answers[2][2] - refused_at >= wait_s * 1000
-    stored = events(read_to_end(broker.bootstrap, topic))
+    stored = events(drain(broker.bootstrap, topic))
     assert len(clicks(stored)) == 2 and len(stored) == 3
     assert len({e["messageId"] for e in stored}) == 3
 

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipelines.broker import EmbeddedBroker, free_port
 from pipelines.collector import CollectorSettings, SettingsError
 from pipelines.collector.metrics import Metrics, in_multiprocess_mode
-from tests.collector.helpers import WEB_KEY, basic, events, metric, read_to_end, samples
+from tests.collector.helpers import WEB_KEY, basic, drain, events, metric, samples
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -194,5 +194,5 @@ def test_workers_share_one_port_and_every_scrape_counts_them_all(
     pids = {int(labels["pid"]) for labels, _ in samples(text, "process_start_time_seconds")}
     assert victim not in pids and len(pids) == 2
 
-    stored = events(read_to_end(broker.bootstrap, topic))
+    stored = events(drain(broker.bootstrap, topic))
     assert len(stored) == sent

@@ -22,9 +22,9 @@ from tests.collector.helpers import (
     WEB_KEY,
     LiveCollector,
     basic,
+    drain,
     events,
     metric,
-    read_to_end,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -138,8 +138,7 @@ def test_over_the_limit_is_429_whole_with_retry_after(
     assert client.post("/v1/batch", json=other, headers=basic(SERVER_KEY)).status_code == 200
 
     stored = [
-        e["messageId"]
-        for e in events(read_to_end(settings.kafka.bootstrap_servers, settings.topic))
+        e["messageId"] for e in events(drain(settings.kafka.bootstrap_servers, settings.topic))
     ]
     assert sorted(stored) == sorted(first_ids + other_ids)
     text = client.get("/metrics").text
@@ -211,9 +210,7 @@ def test_a_flood_is_held_to_the_limit_and_kafka_holds_exactly_what_was_accepted(
     assert burst <= len(accepted) <= LIMIT * elapsed + burst, (len(accepted), elapsed)
     assert server.refused == [] and server.other == [] and server.accepted
 
-    stored = Counter(
-        e["messageId"] for e in events(read_to_end(broker.bootstrap, topic, timeout=60))
-    )
+    stored = Counter(e["messageId"] for e in events(drain(broker.bootstrap, topic, timeout=60)))
     assert set(stored) == set(accepted) | set(server.accepted)
     assert set(stored.values()) == {1}, "an event answered 200 is in Kafka exactly once"
     assert not set(refused) & set(stored)
