@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from pipelines.broker import free_port
 from pipelines.collector import CollectorSettings
 from pipelines.collector.server import uvicorn_config
+from pipelines.events import messages_table, validate
 
 WEB_KEY = "web-write-key"
 SERVER_KEY = "server-write-key"
@@ -53,6 +54,20 @@ def drain(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Any]:
                 raise AssertionError(f"{topic} not read to its end offsets {end} in {timeout}s")
     finally:
         consumer.close()
+
+
+def warehouse_verdict(values: list[bytes]) -> list[str | None]:
+    """What ingestion's validator says of each message value: None (accepted) or its code."""
+    table = messages_table([("t", 0, i, 0, b"k", v) for i, v in enumerate(values)])
+    _accepted, rejected = validate(table)
+    found = dict(
+        zip(
+            rejected.column("_kafka_offset").to_pylist(),
+            rejected.column("error_code").to_pylist(),
+            strict=True,
+        )
+    )
+    return [found.get(i) for i in range(len(values))]
 
 
 def metric(exposition: str, name: str, **labels: str) -> float:

@@ -18,8 +18,14 @@ import pytest
 from pipelines.collector import CollectorSettings
 from pipelines.collector.enrich import utc_now_iso
 from pipelines.collector.intake import MAX_LISTED_PROBLEMS
-from pipelines.events import messages_table, validate
-from tests.collector.helpers import SERVER_KEY, WEB_KEY, basic, drain, samples
+from tests.collector.helpers import (
+    SERVER_KEY,
+    WEB_KEY,
+    basic,
+    drain,
+    samples,
+    warehouse_verdict,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,20 +38,6 @@ def codes(reply: httpx.Response) -> set[str]:
 
 def stored(settings: CollectorSettings) -> list[Any]:
     return drain(settings.kafka.bootstrap_servers, settings.topic)
-
-
-def warehouse_verdict(values: list[bytes]) -> list[str | None]:
-    """What ingestion's validator says of each message value: None (accepted) or its code."""
-    table = messages_table([("t", 0, i, 0, b"k", v) for i, v in enumerate(values)])
-    _accepted, rejected = validate(table)
-    found = dict(
-        zip(
-            rejected.column("_kafka_offset").to_pylist(),
-            rejected.column("error_code").to_pylist(),
-            strict=True,
-        )
-    )
-    return [found.get(i) for i in range(len(values))]
 
 
 def track(**fields: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from pipelines.collector.codec import dumps
 from pipelines.collector.screen import VOUCHED_CODES, vouched
 from pipelines.envelope import ERROR_CODES, MAX_ID_LENGTH, MAX_PROPERTY_KEYS
-from pipelines.events import messages_table, validate
+from tests.collector.helpers import warehouse_verdict
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -20,16 +20,7 @@ RECEIVED = "2026-03-01T10:00:00.123Z"
 
 def verdicts(events: list[dict[str, Any]]) -> list[str | None]:
     """The validator's code for each event as the collector serialises it (None: accepted)."""
-    table = messages_table([("t", 0, i, 0, b"k", dumps(e)) for i, e in enumerate(events)])
-    _accepted, rejected = validate(table)
-    found = dict(
-        zip(
-            rejected.column("_kafka_offset").to_pylist(),
-            rejected.column("error_code").to_pylist(),
-            strict=True,
-        )
-    )
-    return [found.get(i) for i in range(len(events))]
+    return warehouse_verdict([dumps(e) for e in events])
 
 
 def test_every_code_of_the_validator_is_accounted_for() -> None:
