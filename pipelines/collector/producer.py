@@ -62,6 +62,8 @@ class EventProducer:
         self._check: asyncio.Future[str | None] | None = None
         # (monotonic time, problem or None) of the latest thing known about the broker
         self._known: tuple[float, str | None] | None = None
+        # when the brokers last acknowledged a record of any request (set by the sender thread)
+        self._acked_at = 0.0
 
     # -- lifecycle
 
@@ -144,6 +146,7 @@ class EventProducer:
         if not records:
             return
         deadline = self.settings.produce_timeout_s
+        started = time.monotonic()
         producer = await self._get()
         loop = asyncio.get_running_loop()
         acked: asyncio.Future[None] = loop.create_future()
@@ -160,6 +163,7 @@ class EventProducer:
 
         def on_ack(_metadata: Any) -> None:
             nonlocal remaining
+            self._acked_at = time.monotonic()
             with lock:
                 remaining -= 1
                 last = remaining == 0
@@ -185,8 +189,11 @@ class EventProducer:
         except (TimeoutError, KafkaError) as exc:
             # start again from fresh metadata: a broker that lost its topics (the embedded one
             # keeps them in memory) acknowledges writes to a partition it no longer has when
-            # the client does not ask for metadata first
-            await self._discard(producer)
+            # the client does not ask for metadata first. Not after a mere timeout while the
+            # brokers kept acknowledging: they are slow, not gone, and closing the producer
+            # would fail every other request sharing it.
+            if not (isinstance(exc, TimeoutError) and self._acked_at > started):
+                await self._discard(producer)
             if isinstance(exc, TimeoutError):
                 reason = f"no acknowledgement for {len(records)} event(s) within {deadline:.1f}s"
             elif isinstance(exc, KafkaTimeoutError):
