@@ -9,30 +9,26 @@ Faults (optional): `duplicates` (the same message delivered twice), `late` (mobi
 hours or days after they happened), `skew` (device clocks off by minutes to hours), `malformed`
 (messages the validator must reject).
 
-The ground truth is computed from the true event times with the rules the marts document
-(dedup on messageId, skew-corrected time, retroactive identity stitching, 30-minute inactivity
-and 24-hour maximum sessions, bots excluded), independently of the SQL that implements them.
-Everything is deterministic for a given seed.
+The ground truth (pipelines/generator_truth.py) is computed from the true event times with the
+rules the marts document (dedup on messageId, skew-corrected time, retroactive identity
+stitching, sessions, channels, every declared funnel, bots excluded), independently of the SQL
+that implements them. Everything is deterministic for a given seed.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pipelines.events import dumps
+from pipelines.generator_truth import ground_truth
 
 FAULTS = ("duplicates", "late", "skew", "malformed")
 CHECKOUT_STEPS = ("Product Viewed", "Product Added", "Checkout Started", "Order Completed")
-CHECKOUT_WINDOW = timedelta(minutes=60)
-INACTIVITY = timedelta(minutes=30)
-MAX_SESSION = timedelta(hours=24)
-SESSION_EVENT_TYPES = ("track", "page", "screen")
 
 _PAGES = [
     ("/", "Home"),
@@ -90,6 +86,7 @@ class _Event:
     received_at: datetime
     is_bot: bool
     body: dict[str, Any] = field(default_factory=dict)
+    channel: str = "direct"  # the traffic channel the event carries (see _Builder.emit)
 
 
 @dataclass
@@ -207,8 +204,26 @@ class _Builder:
             body["properties"] = props
         if traits is not None:
             body["traits"] = traits
+        # what the event says about where the visit came from, in the docs' terms: a campaign
+        # (UTM) wins; a referrer is sent only in a web page's context (an app has none, so an
+        # app opened from a search is direct); without either, direct
+        channel = "direct"
+        if landing and landing.get("campaign"):
+            channel = "campaign"
+        elif landing and v.platform == "web" and landing.get("referrer"):
+            channel = landing["channel"]
         self.events.append(
-            _Event(body["messageId"], v.anonymous_id, user_id, kind, at, received, v.is_bot, body)
+            _Event(
+                body["messageId"],
+                v.anonymous_id,
+                user_id,
+                kind,
+                at,
+                received,
+                v.is_bot,
+                body,
+                channel,
+            )
         )
 
     def session(
@@ -319,14 +334,17 @@ class _Builder:
                 "campaign": {"source": src, "medium": medium, "name": name},
                 "search": f"?utm_source={src}&utm_medium={medium}&utm_campaign={name}",
                 "referrer": "",
+                "channel": "campaign",
             }
+        # the channel each referrer stands for (the hosts are in the docs' search and social
+        # lists, the referral ones in neither); it is not sent, only kept for the truth
         if r < 0.5:
-            return {"referrer": rng.choice(_REFERRERS["search"])}
+            return {"referrer": rng.choice(_REFERRERS["search"]), "channel": "search"}
         if r < 0.62:
-            return {"referrer": rng.choice(_REFERRERS["social"])}
+            return {"referrer": rng.choice(_REFERRERS["social"]), "channel": "social"}
         if r < 0.7:
-            return {"referrer": rng.choice(_REFERRERS["referral"])}
-        return {"referrer": ""}
+            return {"referrer": rng.choice(_REFERRERS["referral"]), "channel": "referral"}
+        return {"referrer": "", "channel": "direct"}
 
 
 def _malformed(rng: random.Random, i: int, at: datetime) -> tuple[bytes | None, bytes]:
@@ -448,79 +466,3 @@ def generate(
         truth=truth,
         valid_ids=frozenset(e.message_id for e in b.events),
     )
-
-
-def ground_truth(events: list[_Event]) -> dict[str, Any]:
-    """Sessions, per-day counts and checkout funnel steps from the true event times."""
-    per_day = Counter(e.at.date().isoformat() for e in events)
-    # identity: first (anonymousId, userId) pair by event time, applied retroactively
-    mapping: dict[str, str] = {}
-    for e in sorted(events, key=lambda e: (e.at, e.message_id)):
-        if e.user_id and e.anonymous_id not in mapping:
-            mapping[e.anonymous_id] = e.user_id
-    by_entity: dict[str, list[_Event]] = defaultdict(list)
-    for e in events:
-        if e.is_bot or e.type not in SESSION_EVENT_TYPES:
-            continue
-        by_entity[mapping.get(e.anonymous_id) or e.user_id or e.anonymous_id].append(e)
-    sessions: list[list[_Event]] = []
-    for evs in by_entity.values():
-        evs.sort(key=lambda e: (e.at, e.message_id))
-        current = [evs[0]]
-        for prev, e in zip(evs, evs[1:], strict=False):
-            if e.at - prev.at > INACTIVITY or e.at - current[0].at > MAX_SESSION:
-                sessions.append(current)
-                current = []
-            current.append(e)
-        sessions.append(current)
-    per_day_sessions = Counter(s[0].at.date().isoformat() for s in sessions)
-    funnel = Counter[str]()
-    for s in sessions:
-        for reached in _checkout_attempts(s):
-            for step in CHECKOUT_STEPS[:reached]:
-                funnel[step] += 1
-    return {
-        "events_per_day": dict(sorted(per_day.items())),
-        "session_events": sum(len(s) for s in sessions),
-        "sessions": len(sessions),
-        "sessions_per_day": dict(sorted(per_day_sessions.items())),
-        "users_stitched": len(set(mapping.values())),
-        "bot_events": sum(1 for e in events if e.is_bot),
-        "funnels": {"checkout": {step: funnel[step] for step in CHECKOUT_STEPS}},
-    }
-
-
-def _checkout_attempts(session: list[_Event]) -> list[int]:
-    """Steps reached (1..4) by each attempt at the checkout funnel in one session.
-
-    An attempt starts at a `Product Viewed`; each later step is the first matching event after
-    the previous step, no later than 60 minutes after the start. A converted attempt lets the
-    next one start after its last step; an unconverted one only after its window has closed.
-    """
-    names = [e.body.get("event") for e in session]
-    attempts: list[int] = []
-    i = 0
-    while i < len(session):
-        first = next((j for j in range(i, len(session)) if names[j] == CHECKOUT_STEPS[0]), None)
-        if first is None:
-            break
-        start = session[first].at
-        reached, last = 1, first
-        for k in range(first + 1, len(session)):
-            if session[k].at - start > CHECKOUT_WINDOW or reached == len(CHECKOUT_STEPS):
-                break
-            if names[k] == CHECKOUT_STEPS[reached]:
-                reached, last = reached + 1, k
-        attempts.append(reached)
-        if reached == len(CHECKOUT_STEPS):
-            i = last + 1
-        else:
-            i = next(
-                (
-                    j
-                    for j in range(first + 1, len(session))
-                    if session[j].at - start > CHECKOUT_WINDOW
-                ),
-                len(session),
-            )
-    return attempts

@@ -1,5 +1,7 @@
 """The report's numbers, read back from the JSON embedded in the HTML, equal the marts (queried
-here independently) and the generator's ground truth."""
+here independently) and, wherever the generator knows them, its ground truth (computed from the
+true events by pipelines/generator_truth.py, so an error shared by the marts and the report
+still shows)."""
 
 from __future__ import annotations
 
@@ -80,6 +82,23 @@ def test_funnel_steps_and_conversion_equal_the_marts(
     assert checked, "the demo data should convert at least one funnel"
 
 
+def test_funnels_equal_the_truth(demo_warehouse: DemoWarehouse, data: dict) -> None:
+    """Every declared funnel's attempts and steps as the generator knows them (computed from the
+    true events, not from the marts)."""
+    truth = demo_warehouse.truth["funnels"]
+    shown = {f["name"]: f for f in data["funnels"]}
+    assert set(truth) <= set(shown)
+    for name, expected in truth.items():
+        f = shown[name]
+        assert [s["step_name"] for s in f["steps"]] == expected["steps"], name
+        assert [s["reached"] for s in f["steps"]] == expected["reached"], name
+        assert (f["entered"], f["converted"]) == (
+            expected["reached"][0],
+            expected["reached"][-1],
+        ), name
+    assert truth["checkout"]["reached"][-1] > 0  # the main funnel converts in the demo data
+
+
 def test_funnel_breakdowns_equal_the_marts(demo_warehouse: DemoWarehouse, data: dict) -> None:
     for dim in ("platform", "channel"):
         expected = {
@@ -126,6 +145,32 @@ def test_sessions_users_and_rates_per_day_equal_the_marts(
     assert h["bounce_rate"] == pytest.approx(sum(r[3] for r in rows) / h["sessions"])
 
 
+def test_sessions_users_and_events_equal_the_truth(
+    demo_warehouse: DemoWarehouse, data: dict
+) -> None:
+    """The figures the generator knows by construction, per day and in the headline."""
+    truth = demo_warehouse.truth
+    days = truth["sessions_daily"]
+    got = {
+        d["date"]: {k: d[k] for k in ("sessions", "users", "bounces", "engaged", "converted")}
+        for d in data["sessions_daily"]
+    }
+    assert got == days
+    h = data["headline"]
+    assert (h["sessions"], h["users"], h["identified_users"]) == (
+        truth["sessions"],
+        truth["users"],
+        truth["identified_users"],
+    )
+    assert (h["events"], h["views"]) == (truth["session_events"], truth["session_views"])
+    assert h["bounce_rate"] == pytest.approx(
+        sum(d["bounces"] for d in days.values()) / truth["sessions"]
+    )
+    assert h["engagement_rate"] == pytest.approx(
+        sum(d["engaged"] for d in days.values()) / truth["sessions"]
+    )
+
+
 def test_landing_pages_and_channels_equal_the_marts(
     demo_warehouse: DemoWarehouse, data: dict
 ) -> None:
@@ -143,6 +188,18 @@ def test_landing_pages_and_channels_equal_the_marts(
     assert {c["channel"]: c["sessions"] for c in data["channels"]} == dict(by_channel)
 
 
+def test_landing_pages_and_channels_equal_the_truth(
+    demo_warehouse: DemoWarehouse, data: dict
+) -> None:
+    truth = demo_warehouse.truth
+    top = sorted(truth["landing_pages"].items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    assert [(p["landing_page"], p["sessions"]) for p in data["landing_pages"]] == top
+    channels = {
+        c["channel"]: {"sessions": c["sessions"], "users": c["users"]} for c in data["channels"]
+    }
+    assert channels == truth["channels"]
+
+
 def test_quality_panel_equals_the_raw_tables(demo_warehouse: DemoWarehouse, data: dict) -> None:
     q = data["quality"]
     wh = demo_warehouse.warehouse
@@ -153,6 +210,9 @@ def test_quality_panel_equals_the_raw_tables(demo_warehouse: DemoWarehouse, data
     assert q["rejected"] == demo_warehouse.truth["malformed"] == sum(codes.values())
     accepted = scalar(wh, "select count(*) from raw.tracking_events")
     assert q["accepted"] == accepted
+    # every delivery of a valid message lands in raw, duplicates included (staging dedups)
+    truth = demo_warehouse.truth
+    assert accepted == truth["valid_message_ids"] + truth["duplicate_deliveries"]
     assert q["all_time_rejected_rate"] == pytest.approx(q["rejected"] / (accepted + q["rejected"]))
     last = scalar(wh, "select max(inserted_at) from raw._dlt_loads where status = 0")
     assert q["last_load_at"] == last.isoformat()

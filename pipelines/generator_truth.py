@@ -1,0 +1,291 @@
+"""The generator's ground truth: what the marts must hold, from the true events.
+
+Computed from the true event times and what the generator put in each event, with the rules the
+docs state (README.md, dbt_project/README.md: dedup on messageId, skew-corrected time,
+retroactive identity stitching, sessions, channels, funnel attempts), never by running the SQL
+that implements them. The parameters the docs leave to configuration (session timeout and
+maximum length, engagement, conversion events, the declared funnels) are read from
+dbt_project.yml, so a funnel declared there has a truth without anyone writing one.
+
+The faults do not change the truth: a duplicate delivery is deduplicated, a late one keeps its
+event time, a skewed clock is corrected and a malformed message never becomes an event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml  # type: ignore[import-untyped]
+
+if TYPE_CHECKING:
+    from pipelines.generator import _Event
+
+DBT_PROJECT_FILE = Path(__file__).resolve().parents[1] / "dbt_project" / "dbt_project.yml"
+# identify (and group/alias) calls are not activity: they join no session and no funnel
+SESSION_EVENT_TYPES = ("track", "page", "screen")
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    kind: str  # event | page_path | screen
+    value: str
+    properties: tuple[tuple[str, str], ...]
+
+    def matches(self, e: _Event) -> bool:
+        if self.kind == "event":
+            hit = e.type == "track" and e.body.get("event") == self.value
+        elif self.kind == "page_path":
+            hit = e.type == "page" and _page_path(e) == self.value
+        else:
+            hit = e.type == "screen" and e.body.get("name") == self.value
+        props = e.body.get("properties") or {}
+        # the docs: property values "must all be equal (compared as text)"
+        return hit and all(key in props and _text(props[key]) == v for key, v in self.properties)
+
+
+@dataclass(frozen=True)
+class Funnel:
+    name: str
+    scope: str  # session | user
+    order: str  # sequential | strict | any
+    window: timedelta
+    steps: tuple[FunnelStep, ...]
+    labels: tuple[str, ...]  # the step names; "steps_k_of_n" in any order
+
+
+@dataclass(frozen=True)
+class Rules:
+    inactivity: timedelta
+    max_length: timedelta
+    engaged: timedelta
+    conversion_events: frozenset[str]
+    funnels: tuple[Funnel, ...]
+
+
+def declared_rules(path: Path = DBT_PROJECT_FILE) -> Rules:
+    """The session parameters and the funnels that dbt_project.yml declares."""
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))["vars"]
+    funnels = []
+    for f in config["funnels__definitions"]:
+        steps = []
+        for s in f["steps"]:
+            [kind] = [k for k in ("event", "page_path", "screen") if k in s]
+            props = tuple((k, _text(v)) for k, v in (s.get("properties") or {}).items())
+            steps.append(FunnelStep(kind, str(s[kind]), props))
+        order = f.get("order", "sequential")
+        n = len(steps)
+        labels = (
+            tuple(f"steps_{k}_of_{n}" for k in range(1, n + 1))
+            if order == "any"
+            else tuple(s["name"] for s in f["steps"])
+        )
+        funnels.append(
+            Funnel(
+                name=f["name"],
+                scope=f.get("scope", "session"),
+                order=order,
+                window=timedelta(minutes=int(f["window_minutes"])),
+                steps=tuple(steps),
+                labels=labels,
+            )
+        )
+    return Rules(
+        inactivity=timedelta(minutes=int(config["sessions__inactivity_minutes"])),
+        max_length=timedelta(hours=int(config["sessions__max_length_hours"])),
+        engaged=timedelta(seconds=int(config["sessions__engaged_seconds"])),
+        conversion_events=frozenset(config["sessions__conversion_events"]),
+        funnels=tuple(funnels),
+    )
+
+
+def session_id(first_message_id: str) -> str:
+    """The documented id: md5('session:' || message_id of the first event)."""
+    return hashlib.md5(f"session:{first_message_id}".encode()).hexdigest()
+
+
+def ground_truth(events: Sequence[_Event], rules: Rules | None = None) -> dict[str, Any]:
+    """Sessions (which events, whose, which channel), users, per-day counts and every declared
+    funnel's steps, from the distinct valid events the generator emitted."""
+    rules = rules or declared_rules()
+    per_day = Counter(e.at.date().isoformat() for e in events)
+    # identity: first (anonymousId, userId) pair by event time, applied retroactively
+    mapping: dict[str, str] = {}
+    for e in sorted(events, key=lambda e: (e.at, e.message_id)):
+        if e.user_id and e.anonymous_id not in mapping:
+            mapping[e.anonymous_id] = e.user_id
+    by_entity: dict[str, list[_Event]] = defaultdict(list)
+    identified: set[str] = set()
+    for e in events:
+        if e.is_bot or e.type not in SESSION_EVENT_TYPES:
+            continue
+        user_id = mapping.get(e.anonymous_id) or e.user_id
+        key = user_id or e.anonymous_id
+        by_entity[key].append(e)
+        if user_id:
+            identified.add(key)
+    sessions: list[tuple[str, list[_Event]]] = []
+    for key, evs in by_entity.items():
+        evs.sort(key=lambda e: (e.at, e.message_id))
+        current = [evs[0]]
+        for prev, e in zip(evs, evs[1:], strict=False):
+            # strictly more than the timeout or the maximum length starts a new session
+            if e.at - prev.at > rules.inactivity or e.at - current[0].at > rules.max_length:
+                sessions.append((key, current))
+                current = []
+            current.append(e)
+        sessions.append((key, current))
+
+    by_id: dict[str, dict[str, Any]] = {}
+    daily: dict[str, Counter[str]] = defaultdict(Counter)
+    daily_users: dict[str, set[str]] = defaultdict(set)
+    channels: Counter[str] = Counter()
+    channel_users: dict[str, set[str]] = defaultdict(set)
+    landing_pages: Counter[str] = Counter()
+    views = 0
+    for key, s in sessions:
+        channel = _session_channel(s)
+        by_id[session_id(s[0].message_id)] = {
+            "user_key": key,
+            "channel": channel,
+            "message_ids": sorted(e.message_id for e in s),
+        }
+        day = s[0].at.date().isoformat()  # a session belongs to the day it starts on
+        n_views = sum(1 for e in s if e.type in ("page", "screen"))
+        tracks = sum(1 for e in s if e.type == "track")
+        conversions = sum(
+            1 for e in s if e.type == "track" and e.body.get("event") in rules.conversion_events
+        )
+        views += n_views
+        daily[day]["sessions"] += 1
+        daily[day]["bounces"] += n_views == 1 and tracks == 0
+        daily[day]["engaged"] += (
+            s[-1].at - s[0].at >= rules.engaged or n_views >= 2 or conversions > 0
+        )
+        daily[day]["converted"] += conversions > 0
+        daily_users[day].add(key)
+        channels[channel] += 1
+        channel_users[channel].add(key)
+        landing_pages[_landing_page(s)] += 1
+
+    return {
+        "events_per_day": dict(sorted(per_day.items())),
+        "session_events": sum(len(s) for _, s in sessions),
+        "session_views": views,
+        "sessions": len(sessions),
+        "sessions_per_day": {d: daily[d]["sessions"] for d in sorted(daily)},
+        "sessions_daily": {
+            d: {
+                "sessions": daily[d]["sessions"],
+                "users": len(daily_users[d]),
+                "bounces": daily[d]["bounces"],
+                "engaged": daily[d]["engaged"],
+                "converted": daily[d]["converted"],
+            }
+            for d in sorted(daily)
+        },
+        # a user is an entity with at least one session (dim_users' grain)
+        "users": len(by_entity),
+        "identified_users": len(identified),
+        "users_stitched": len(set(mapping.values())),
+        "bot_events": sum(1 for e in events if e.is_bot),
+        "channels": {
+            c: {"sessions": channels[c], "users": len(channel_users[c])} for c in sorted(channels)
+        },
+        "landing_pages": dict(sorted(landing_pages.items())),
+        "sessions_by_id": by_id,
+        "funnels": {f.name: _funnel_truth(f, sessions) for f in rules.funnels},
+    }
+
+
+def _session_channel(session: list[_Event]) -> str:
+    """The first event's channel, `internal` counted as `direct` (the docs' rule)."""
+    channel = session[0].channel
+    return "direct" if channel == "internal" else channel
+
+
+def _landing_page(session: list[_Event]) -> str:
+    """The report's landing page: the first page view's path, else the first screen's name."""
+    page = next((e for e in session if e.type == "page"), None)
+    if page is not None:
+        return _page_path(page) or "/"
+    screen = next((e for e in session if e.type == "screen"), None)
+    return f"screen: {screen.body.get('name')}" if screen is not None else "(none)"
+
+
+def _funnel_truth(f: Funnel, sessions: list[tuple[str, list[_Event]]]) -> dict[str, Any]:
+    """Attempts reaching each step of `f` over every entity (a session, or a user's sessions)."""
+    if f.scope == "session":
+        entities = [s for _, s in sessions]
+    else:
+        per_user: dict[str, list[_Event]] = defaultdict(list)
+        for key, s in sessions:  # each user's sessions are in time order already
+            per_user[key].extend(s)
+        entities = list(per_user.values())
+    reached = [0] * len(f.steps)
+    for evs in entities:
+        for furthest in funnel_attempts(evs, f):
+            for k in range(furthest):
+                reached[k] += 1
+    return {"steps": list(f.labels), "reached": reached}
+
+
+def funnel_attempts(events: Sequence[_Event], f: Funnel) -> list[int]:
+    """How many steps each attempt at `f` reached, for one entity's events in (time,
+    message_id) order, by the documented rules:
+
+    an attempt begins at an event that can start the funnel (a step-1 event; in `any` order an
+    event of any step), the entity's first, then the first after the previous attempt closed.
+    `sequential`: each step is the first matching event after the previous one; `strict`: it is
+    the very next event; `any`: the steps are the distinct steps done, in any order. Only events
+    within the window (inclusive) of the first step count. An attempt closes after its last
+    step's event when it converts, in strict order as soon as the sequence breaks, otherwise
+    when its window has passed.
+    """
+    n = len(f.steps)
+    hits = [{k for k, step in enumerate(f.steps) if step.matches(e)} for e in events]
+    attempts: list[int] = []
+    i = 0
+    while True:
+        start = next(
+            (j for j in range(i, len(events)) if (hits[j] if f.order == "any" else 0 in hits[j])),
+            None,
+        )
+        if start is None:
+            return attempts
+        window_ends = events[start].at + f.window
+        last_in_window = start
+        while last_in_window + 1 < len(events) and events[last_in_window + 1].at <= window_ends:
+            last_in_window += 1
+        if f.order == "any":
+            first: dict[int, int] = {}
+            for j in range(start, last_in_window + 1):
+                for k in hits[j]:
+                    first.setdefault(k, j)
+            reached, last = len(first), max(first.values())
+        else:
+            reached, last = 1, start
+            for j in range(start + 1, last_in_window + 1):
+                if reached == n:
+                    break
+                if reached in hits[j]:
+                    reached, last = reached + 1, j
+                elif f.order == "strict":
+                    break
+        attempts.append(reached)
+        i = last + 1 if reached == n or f.order == "strict" else last_in_window + 1
+
+
+def _page_path(e: _Event) -> str | None:
+    path: str | None = ((e.body.get("context") or {}).get("page") or {}).get("path")
+    return path
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
