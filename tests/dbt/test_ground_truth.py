@@ -1,31 +1,15 @@
-"""The marts equal the generator's ground truth on a multi-day dataset with every fault."""
+"""The marts equal the generator's ground truth on a multi-day dataset with every fault
+(the `built` warehouse of conftest.py)."""
 
 from __future__ import annotations
 
 import shutil
-from datetime import date
 from pathlib import Path
 
 import duckdb
-import pytest
 import yaml
 
-from pipelines.generator import generate
-from tests.dbt.warehouse import DBT_PROJECT, accepted_rows, append_raw, query, run_dbt
-
-FAULTS = {"duplicates", "late", "skew", "malformed"}
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    work = tmp_path_factory.mktemp("truth")
-    db = work / "warehouse.duckdb"
-    traffic = generate(
-        events=6000, users=300, days=3, seed=5, start=date(2024, 3, 1), faults=FAULTS
-    )
-    append_raw(db, accepted_rows(traffic), "load-1")
-    run_dbt(db, "build")
-    return db, traffic.truth
+from tests.dbt.warehouse import DBT_PROJECT, query, run_dbt
 
 
 def test_staging_deduplicates_to_the_valid_messages(built: tuple[Path, dict]) -> None:
