@@ -91,6 +91,20 @@ def test_erased_id_hash_agrees(compiled: dict, value: str) -> None:
     assert dbt_hash == id_sha256(value)
 
 
+# the two agreeing is not enough: both must be plain SHA-256 of the UTF-8 id (erasure writes the
+# Python one, staging matches with the SQL one). FIPS 180-2's example, written out.
+SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_erased_id_hash_is_the_published_sha256(compiled: dict) -> None:
+    with duckdb.connect() as con:
+        dbt_hash = con.execute(
+            f"select {compiled['erased_id_hash']} from (select ?::varchar as id)", ["abc"]
+        ).fetchone()[0]
+    assert dbt_hash == SHA256_ABC
+    assert id_sha256("abc") == SHA256_ABC
+
+
 def test_funnel_position_labels_agree(compiled: dict) -> None:
     declared = {f.name: list(f.step_names) for f in declared_funnels(DBT_PROJECT_DIR)}
     assert declared == compiled["positions"]
