@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +158,39 @@ def latest_check_statuses(gql: GraphQL, asset_path: list[str]) -> dict[str, str 
         key={"path": asset_path},
     )["assetNodes"][0]["assetChecksOrError"]["checks"]
     return {c["name"]: (c["executionForLatestMaterialization"] or {}).get("status") for c in checks}
+
+
+def sensor_ticks(gql: GraphQL, name: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The sensor's ticks as the daemon recorded them, newest first."""
+    state = gql(
+        """query($s: SensorSelector!, $limit: Int) { sensorOrError(sensorSelector: $s) {
+             ... on Sensor { sensorState { ticks(limit: $limit) {
+               status timestamp skipReason runIds runKeys cursor error { message } } } } } }""",
+        s={"repositoryName": REPOSITORY, "repositoryLocationName": LOCATION, "sensorName": name},
+        limit=limit,
+    )["sensorOrError"]["sensorState"]
+    return list(state["ticks"])
+
+
+def wait_tick(
+    gql: GraphQL, name: str, wanted: Callable[[dict[str, Any]], bool], log: Path, timeout: float
+) -> dict[str, Any]:
+    """Until the daemon records a tick of the sensor that `wanted` accepts (the oldest such);
+    fails with the ticks seen and the end of the deployment's log."""
+    deadline = time.monotonic() + timeout
+    ticks: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        ticks = sensor_ticks(gql, name)
+        found = [t for t in ticks if wanted(t)]
+        if found:
+            return found[-1]
+        time.sleep(2)
+    pytest.fail(f"no such tick of {name} in {timeout:.0f}s: {ticks}\n{log.read_text()[-3000:]}")
+
+
+def run_tags(gql: GraphQL, run_id: str) -> dict[str, str]:
+    run = gql(
+        "query($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }",
+        id=run_id,
+    )["runOrError"]
+    return {t["key"]: t["value"] for t in run["tags"]}

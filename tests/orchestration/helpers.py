@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -16,7 +17,10 @@ from pipelines.producer import produce
 from pipelines.warehouse import DuckDBFile
 
 
+@functools.cache
 def today() -> date:
+    """The UTC day the test session started, the same for the whole session: traffic, partition
+    ranges and expectations computed from it agree even when the session crosses midnight."""
     return datetime.now(UTC).date()
 
 

@@ -2,25 +2,32 @@
 checks pass; a planted bad batch makes the right checks fail with useful metadata; the
 late-data sensor sees exactly the days an ingestion touched; a partition-range backfill over
 those days (the README's CLI command: one run, one dbt build with min_date/max_date) leaves
-the marts equal to a full `dbt build` of the same raw data.
+the marts equal to a full `dbt build` of the same raw data; the report shows the check results
+stored in the instance, a failing one included.
 
-The tests build on each other (one warehouse per module) and run in file order."""
+One warehouse and one instance per module. The scenarios that change them (the first run, the
+bad batch, the late data) are module fixtures that keep what their tests assert on, so any test
+passes alone or in any order; the tests that change the warehouse afterwards (a day's run, the
+backfill, the erasure) assert only on what they did themselves."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
 import pytest
 
+from orchestration.assets.keys import REPORT
 from orchestration.demo import materialize_everything, summarize
 from pipelines.broker import EmbeddedBroker
 from pipelines.dbt import dbt_executable
@@ -28,6 +35,7 @@ from pipelines.generator import generate
 from pipelines.warehouse import DuckDBFile
 from tests.conftest import REPO_ROOT
 from tests.helpers import scalar
+from tests.report.conftest import embedded
 
 from .helpers import (
     bound_defs,
@@ -45,7 +53,8 @@ DAYS = 3
 @pytest.fixture(scope="module")
 def graph(
     broker: EmbeddedBroker, module_warehouse: DuckDBFile, dagster_instance: dg.DagsterInstance
-):
+) -> dict[str, Any]:
+    """The whole graph materialized once (everything_job over the traffic's days)."""
     topic = new_topic(broker.bootstrap)
     traffic = recent_traffic(4_000, DAYS, faults={"duplicates", "late", "skew", "malformed"})
     send(broker.bootstrap, topic, traffic.messages)
@@ -57,10 +66,99 @@ def graph(
         defs=defs,
         raise_on_error=False,
     )
-    return {"topic": topic, "traffic": traffic, "defs": defs, "result": result, "days": set()}
+    assert result.success
+    # the warehouse as this run left it (the later scenarios load and erase rows)
+    return {
+        "topic": topic,
+        "traffic": traffic,
+        "defs": defs,
+        "result": result,
+        "summary": summarize(result, module_warehouse, 1.0),
+        "sessions": scalar(module_warehouse, "select count(*) from analytics.fct_sessions"),
+        "report": _report_of(result),
+    }
 
 
-def test_whole_graph_materializes_and_checks_pass(graph, module_warehouse: DuckDBFile) -> None:
+@pytest.fixture(scope="module")
+def bad_batch(
+    graph: dict[str, Any], broker: EmbeddedBroker, dagster_instance: dg.DagsterInstance
+) -> dict[str, Any]:
+    """A batch of re-deliveries and garbage ingested, then the report materialized on its own:
+    the latest evaluations of two checks fail."""
+    rng = random.Random(5)
+    valid = graph["traffic"].valid_ids
+    good = [m for m in graph["traffic"].messages if _message_id(m[1]) in valid]
+    redelivered = rng.sample(good, 400)  # a producer stuck in a retry loop
+    garbage = [(b"k", b"\x00not json %d" % i, m[2]) for i, m in enumerate(redelivered[:300])]
+    send(broker.bootstrap, graph["topic"], redelivered + garbage)
+    defs = graph["defs"]
+    ingest = defs.resolve_job_def("ingest_job").execute_in_process(
+        instance=dagster_instance, raise_on_error=False
+    )
+    report = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=dagster_instance, asset_selection=[REPORT]
+    )
+    raw = materializations(ingest)["raw/tracking_events"][0].metadata
+    return {
+        "ingest": ingest,
+        "report": _report_of(report),
+        "days": set(raw["event_days"].value),
+    }
+
+
+@pytest.fixture(scope="module")
+def late_data(
+    graph: dict[str, Any], broker: EmbeddedBroker, dagster_instance: dg.DagsterInstance
+) -> dict[str, Any]:
+    """Late mobile events for three past days ingested, the late-data sensor evaluated before
+    (initialising its cursor), after, and once more."""
+    defs = graph["defs"]
+    sensor = defs.get_sensor_def("late_data_sensor")
+    context = dg.build_sensor_context(instance=dagster_instance, definitions=defs)
+    first = sensor(context)
+    # three days in the past: two adjacent, one apart
+    days = [today() - timedelta(days=n) for n in (9, 8, 5)]
+    messages = []
+    for i, day in enumerate(days):
+        messages += generate(events=60, users=10, days=1, seed=100 + i, start=day).messages
+    send(broker.bootstrap, graph["topic"], messages)
+    ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=dagster_instance)
+    touched = ingest.get_asset_materialization_events()[0].materialization.metadata
+    after = sensor(
+        dg.build_sensor_context(instance=dagster_instance, definitions=defs, cursor=context.cursor)
+    )
+    again = None
+    if isinstance(after, dg.SensorResult):
+        again = sensor(
+            dg.build_sensor_context(
+                instance=dagster_instance, definitions=defs, cursor=after.cursor
+            )
+        )
+    return {
+        "days": days,
+        "touched": set(touched["event_days"].value),
+        "first": first,
+        "after": after,
+        "again": again,
+    }
+
+
+def _report_of(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """The report a run materialized: its metadata, and its page and embedded data as written
+    then (a later run writes the same file again)."""
+    metadata = materializations(result)["reporting/report"][0].metadata
+    path = Path(str(metadata["report"].value))
+    return {"metadata": metadata, "html": path.read_text(encoding="utf-8"), "data": embedded(path)}
+
+
+def _checks_by_key(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    checks = report["data"]["quality"]["checks"]
+    keyed = {f"{c['asset']}:{c['name']}": c for c in checks if c["source"] != "warehouse"}
+    assert len(keyed) == len([c for c in checks if c["source"] != "warehouse"])  # no duplicate
+    return keyed
+
+
+def test_whole_graph_materializes_and_checks_pass(graph: dict[str, Any]) -> None:
     result: dg.ExecuteInProcessResult = graph["result"]
     assert result.success
     checks = check_results(result)
@@ -76,11 +174,10 @@ def test_whole_graph_materializes_and_checks_pass(graph, module_warehouse: DuckD
     assert {
         f"{k.asset_key.to_user_string()}:{k.name}" for k in repo.asset_graph.asset_check_keys
     } == set(checks)
-    summary = summarize(result, module_warehouse, 1.0)
-    assert summary.sessions == graph["traffic"].truth["sessions"]
+    assert graph["summary"].sessions == graph["traffic"].truth["sessions"]
 
 
-def test_asset_metadata(graph, module_warehouse: DuckDBFile) -> None:
+def test_asset_metadata(graph: dict[str, Any]) -> None:
     mats = materializations(graph["result"])
     raw = mats["raw/tracking_events"][0].metadata
     truth = graph["traffic"].truth
@@ -102,9 +199,7 @@ def test_asset_metadata(graph, module_warehouse: DuckDBFile) -> None:
         "min_date": (today() - timedelta(days=DAYS + 1)).isoformat(),
         "max_date": today().isoformat(),
     }
-    assert (
-        scalar(module_warehouse, "select count(*) from analytics.fct_sessions") == truth["sessions"]
-    )
+    assert graph["sessions"] == truth["sessions"]
     # the report, downstream of the marts: a link, a markdown preview with the funnel picture
     report = mats["reporting/report"][0].metadata
     assert Path(report["report"].value).exists()
@@ -113,15 +208,8 @@ def test_asset_metadata(graph, module_warehouse: DuckDBFile) -> None:
     assert report["sessions"].value == truth["sessions"]
 
 
-def test_bad_batch_fails_the_right_checks(graph, broker: EmbeddedBroker, dagster_instance) -> None:
-    rng = random.Random(5)
-    valid = graph["traffic"].valid_ids
-    good = [m for m in graph["traffic"].messages if _message_id(m[1]) in valid]
-    redelivered = rng.sample(good, 400)  # a producer stuck in a retry loop
-    garbage = [(b"k", b"\x00not json %d" % i, m[2]) for i, m in enumerate(redelivered[:300])]
-    send(broker.bootstrap, graph["topic"], redelivered + garbage)
-    job = graph["defs"].resolve_job_def("ingest_job")
-    result = job.execute_in_process(instance=dagster_instance, raise_on_error=False)
+def test_bad_batch_fails_the_right_checks(bad_batch: dict[str, Any]) -> None:
+    result = bad_batch["ingest"]
     assert result.success  # checks fail, the data is still loaded (and staged away later)
     checks = check_results(result)
     failing = {k for k, e in checks.items() if not e.passed}
@@ -144,53 +232,80 @@ def test_bad_batch_fails_the_right_checks(graph, broker: EmbeddedBroker, dagster
         "raw/tracking_events:no_retention_gaps",
     ):
         assert checks[key].passed
-    graph["days"] |= set(
-        materializations(result)["raw/tracking_events"][0].metadata["event_days"].value
-    )
 
 
 def test_late_data_sensor_requests_exactly_the_touched_days(
-    graph, broker: EmbeddedBroker, dagster_instance: dg.DagsterInstance
+    graph: dict[str, Any], late_data: dict[str, Any]
 ) -> None:
-    defs = graph["defs"]
-    late_data_sensor = defs.get_sensor_def("late_data_sensor")
-    context = dg.build_sensor_context(instance=dagster_instance, definitions=defs)
-    first = late_data_sensor(context)
-    assert isinstance(first, dg.SkipReason)  # starts from the latest ingestion
-    # late mobile events for three days in the past: two adjacent, one apart
-    days = [today() - timedelta(days=n) for n in (9, 8, 5)]
-    messages = []
-    for i, day in enumerate(days):
-        messages += generate(events=60, users=10, days=1, seed=100 + i, start=day).messages
-    send(broker.bootstrap, graph["topic"], messages)
-    ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=dagster_instance)
-    touched = ingest.get_asset_materialization_events()[0].materialization.metadata
-    expected = sorted(d for d in touched["event_days"].value if d < today().isoformat())
-    graph["days"] |= set(touched["event_days"].value)
-    context = dg.build_sensor_context(
-        instance=dagster_instance, definitions=defs, cursor=context.cursor
-    )
-    result = late_data_sensor(context)
+    assert isinstance(late_data["first"], dg.SkipReason)  # starts from the latest ingestion
+    expected = sorted(d for d in late_data["touched"] if d < today().isoformat())
+    result = late_data["after"]
     assert isinstance(result, dg.SensorResult)
+    partitions = graph["defs"].resolve_job_def("marts_job").partitions_def
     requested = []
     for request in result.run_requests:
         start = request.tags["dagster/asset_partition_range_start"]
         end = request.tags["dagster/asset_partition_range_end"]
-        keys = defs.resolve_job_def("marts_job").partitions_def.get_partition_keys_in_range(
-            dg.PartitionKeyRange(start, end)
-        )
-        requested += keys
+        requested += partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
     assert sorted(requested) == expected
     # the generator's truth: events of those days only (a midnight-crossing visit may spill)
-    assert {d.isoformat() for d in days} <= set(requested)
+    assert {d.isoformat() for d in late_data["days"]} <= set(requested)
     assert len(result.run_requests) == 2  # 9..8 as one range, 5 alone
-    again = late_data_sensor(
-        dg.build_sensor_context(instance=dagster_instance, definitions=defs, cursor=result.cursor)
+    assert isinstance(late_data["again"], dg.SkipReason)
+
+
+def test_report_shows_the_check_results_of_the_instance(
+    graph: dict[str, Any], bad_batch: dict[str, Any]
+) -> None:
+    """The report asset reads the latest evaluation of every check from the Dagster instance."""
+    repo = graph["defs"].get_repository_def()
+    every_check = {k.to_user_string() for k in repo.asset_graph.asset_check_keys}
+    # after the first run: what was evaluated before the report's step, all passing, with
+    # the numbers the checks reported
+    evaluated = check_results(graph["result"])
+    first = _checks_by_key(graph["report"])
+    assert first and set(first) <= every_check
+    assert {"raw/tracking_events:consumer_lag", "analytics/fct_sessions:session_sanity"} <= set(
+        first
     )
-    assert isinstance(again, dg.SkipReason)
+    assert all(c["passed"] for c in first.values())
+    for key, shown in first.items():
+        assert shown["passed"] == evaluated[key].passed
+        if "actual" in evaluated[key].metadata:
+            assert shown["actual"] == evaluated[key].metadata["actual"].value
+    assert graph["report"]["metadata"]["checks_failed"].value == 0
+
+    # after the bad batch: every check has been evaluated; the latest evaluations of two fail
+    report = bad_batch["report"]
+    checks = _checks_by_key(report)
+    assert set(checks) == every_check
+    dbt_checks = {k for k, c in checks.items() if c["source"] == "dbt"}
+    assert len(dbt_checks) > 10 and "raw/tracking_events:duplicate_rate" not in dbt_checks
+    failing = {k for k, c in checks.items() if not c["passed"]}
+    assert failing == {
+        "raw/tracking_events_rejected:latest_load_rejected_rate",
+        "raw/tracking_events:duplicate_rate",
+    }
+    rejected = checks["raw/tracking_events_rejected:latest_load_rejected_rate"]
+    stored = check_results(bad_batch["ingest"])[
+        "raw/tracking_events_rejected:latest_load_rejected_rate"
+    ]
+    assert (rejected["source"], rejected["severity"]) == ("dagster", "error")
+    assert rejected["actual"] == stored.metadata["actual"].value == pytest.approx(300 / 700, 1e-3)
+    assert rejected["threshold"] == 0.05
+    assert rejected["detail"] == stored.description and "300 of 700 messages" in rejected["detail"]
+    # the page's table: failing rows first, with the numbers
+    row = (
+        r'<tr class="fail"><td>FAIL</td><td>dagster</td><td>latest_load_rejected_rate</td>'
+        rf"<td>{rejected['actual']}</td><td>0.05</td><td>300 of 700 messages"
+    )
+    assert re.search(row, report["html"])
+    shown = len(report["data"]["quality"]["checks"])  # the warehouse's own check too, if any
+    assert f"{shown - 2} of {shown} checks passed" in report["html"]
+    assert report["metadata"]["checks_failed"].value == 2
 
 
-def test_one_day_run_builds_only_that_day(graph, dagster_instance) -> None:
+def test_one_day_run_builds_only_that_day(graph: dict[str, Any], dagster_instance) -> None:
     """The marts schedule's run: one partition key, no range tags."""
     day = today().isoformat()
     job = graph["defs"].resolve_job_def("marts_job")
@@ -238,10 +353,17 @@ def _differences(a: Path, b: Path, table: str) -> int:
 
 @pytest.mark.slow
 def test_range_backfill_equals_full_build(
-    graph, broker: EmbeddedBroker, module_warehouse: DuckDBFile, dagster_instance, tmp_path: Path
+    graph: dict[str, Any],
+    bad_batch: dict[str, Any],
+    late_data: dict[str, Any],
+    broker: EmbeddedBroker,
+    module_warehouse: DuckDBFile,
+    dagster_instance,
+    tmp_path: Path,
 ) -> None:
-    # the loads after the first run touched these days; the marts have not seen them yet
-    low, high = min(graph["days"]), max(graph["days"])
+    # the loads after the first run touched these days; the marts have not seen them all yet
+    days = bad_batch["days"] | late_data["touched"]
+    low, high = min(days), max(days)
     assert low < (today() - timedelta(days=8)).isoformat()
 
     # reference: a full build (no vars) of a copy of the same raw data, alongside the backfill
@@ -291,9 +413,15 @@ def test_range_backfill_equals_full_build(
 
 
 def test_operator_jobs_replay_and_forget(
-    graph, module_warehouse: DuckDBFile, dagster_instance
+    graph: dict[str, Any],
+    bad_batch: dict[str, Any],
+    late_data: dict[str, Any],
+    module_warehouse: DuckDBFile,
+    dagster_instance,
 ) -> None:
-    """Runs last: erases a person through forget_job, and replays dead letters (none pass)."""
+    """Erases a person through forget_job, and replays dead letters (none pass). After every
+    ingestion scenario (bad_batch, late_data): a suppressed person's re-delivered events would
+    not load again, and the bad batch counts them."""
     defs = graph["defs"]
     replay = defs.resolve_job_def("replay_job").execute_in_process(
         instance=dagster_instance,

@@ -23,17 +23,6 @@ from tests.helpers import dbt_build, settings_for
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAULTS = {"duplicates", "late", "skew", "malformed"}
 
-# a check as Dagster would hand it over (failing, so the panel must show it)
-DAGSTER_CHECK = {
-    "name": "latest_load_rejected_rate",
-    "asset": "raw/tracking_events_rejected",
-    "passed": False,
-    "severity": "ERROR",
-    "actual": 0.0097,
-    "threshold": 0.005,
-    "detail": "50 of 5150 messages rejected",
-}
-
 
 @dataclass
 class DemoWarehouse:
@@ -64,7 +53,6 @@ def report(demo_warehouse: DemoWarehouse) -> ReportSummary:
     return build_report(
         demo_warehouse.warehouse,
         demo_warehouse.work / "out" / "report.html",
-        checks=[DAGSTER_CHECK],
         dbt_run_results=demo_warehouse.run_results,
     )
 

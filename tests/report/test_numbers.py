@@ -15,7 +15,7 @@ import yaml
 from pipelines.report import ReportSummary, build_report
 from pipelines.warehouse import DuckDBFile
 from tests.helpers import query, scalar
-from tests.report.conftest import DAGSTER_CHECK, REPO_ROOT, DemoWarehouse, embedded
+from tests.report.conftest import REPO_ROOT, DemoWarehouse, embedded
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -219,26 +219,24 @@ def test_quality_panel_equals_the_raw_tables(demo_warehouse: DemoWarehouse, data
     assert q["open_gaps"] == []
 
 
-def test_check_results_come_from_dagster_dbt_and_the_warehouse(
+def test_check_results_come_from_dbt_and_the_warehouse(
     data: dict, report: ReportSummary, demo_warehouse: DemoWarehouse
 ) -> None:
+    """Without Dagster: dbt's tests from run_results.json and the warehouse's own evidence
+    (Dagster's check results are fed by the report asset: tests/orchestration/test_materialize)."""
     checks = data["quality"]["checks"]
     by_source = Counter(c["source"] for c in checks)
-    assert by_source["dagster"] == 1 and by_source["dbt"] > 10
+    assert by_source["dagster"] == 0 and by_source["dbt"] > 10
     # the warehouse's own evidence: the gaps check, present once ingestion ever recorded a gap
     with demo_warehouse.warehouse.connect(read_only=True) as sql:
         assert by_source["warehouse"] == int(sql.has_table("raw.ingestion_gaps"))
-    dagster = next(c for c in checks if c["source"] == "dagster")
-    assert (dagster["name"], dagster["passed"], dagster["threshold"]) == (
-        DAGSTER_CHECK["name"],
-        False,
-        DAGSTER_CHECK["threshold"],
-    )
-    assert all(c["passed"] for c in checks if c["source"] == "dbt")  # dbt build passed
+    assert set(by_source) <= {"dbt", "warehouse"}
+    assert all(c["passed"] for c in checks)  # dbt build passed
     html = report.path.read_text(encoding="utf-8")
-    row = r'<tr class="fail"><td>FAIL</td><td>dagster</td><td>latest_load_rejected_rate</td>'
-    assert re.search(row, html)
-    assert report.headline["checks_failed"] == 1
+    assert f"{len(checks)} of {len(checks)} checks passed" in html
+    assert '<tr class="fail">' not in html
+    assert report.headline["checks_failed"] == 0
+    assert report.headline["checks_passed"] == len(checks)
 
 
 def test_summary_for_dagster(report: ReportSummary, data: dict) -> None:
