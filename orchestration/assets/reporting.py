@@ -105,7 +105,8 @@ def latest_check_results(context: dg.AssetExecutionContext) -> list[dict[str, An
                 # our checks put these in their metadata; dbt's give the failing row count
                 "actual": meta.get("actual", meta.get("dagster_dbt/failed_row_count")),
                 "threshold": meta.get("threshold", 0 if key in dbt_keys else None),
-                "detail": evaluation.description or meta.get("reason"),
+                # ours describe a failure; dbt's say pass/warn/fail
+                "detail": evaluation.description or meta.get("reason") or meta.get("status"),
                 "ran_at": datetime.fromtimestamp(event.timestamp, UTC).isoformat(),
             }
         )

@@ -281,6 +281,7 @@ def test_report_shows_the_check_results_of_the_instance(
     assert set(checks) == every_check
     dbt_checks = {k for k, c in checks.items() if c["source"] == "dbt"}
     assert len(dbt_checks) > 10 and "raw/tracking_events:duplicate_rate" not in dbt_checks
+    assert {(checks[k]["detail"], checks[k]["threshold"]) for k in dbt_checks} == {("pass", 0)}
     failing = {k for k, c in checks.items() if not c["passed"]}
     assert failing == {
         "raw/tracking_events_rejected:latest_load_rejected_rate",
