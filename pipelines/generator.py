@@ -20,12 +20,12 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pipelines.events import dumps
-from pipelines.generator_truth import ground_truth
+from pipelines.generator_truth import Event, ground_truth
 
 FAULTS = ("duplicates", "late", "skew", "malformed")
 CHECKOUT_STEPS = ("Product Viewed", "Product Added", "Checkout Started", "Order Completed")
@@ -77,19 +77,6 @@ class Traffic:
 
 
 @dataclass
-class _Event:
-    message_id: str
-    anonymous_id: str
-    user_id: str | None
-    type: str
-    at: datetime  # true time
-    received_at: datetime
-    is_bot: bool
-    body: dict[str, Any] = field(default_factory=dict)
-    channel: str = "direct"  # the traffic channel the event carries (see _Builder.emit)
-
-
-@dataclass
 class _Visitor:
     anonymous_id: str
     user_id: str | None
@@ -107,7 +94,7 @@ class _Builder:
     def __init__(self, rng: random.Random, faults: set[str]) -> None:
         self.rng = rng
         self.faults = faults
-        self.events: list[_Event] = []
+        self.events: list[Event] = []
 
     def uid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -213,7 +200,7 @@ class _Builder:
         elif landing and v.platform == "web" and landing.get("referrer"):
             channel = landing["channel"]
         self.events.append(
-            _Event(
+            Event(
                 body["messageId"],
                 v.anonymous_id,
                 user_id,

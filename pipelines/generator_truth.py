@@ -17,19 +17,32 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml  # type: ignore[import-untyped]
-
-if TYPE_CHECKING:
-    from pipelines.generator import _Event
 
 DBT_PROJECT_FILE = Path(__file__).resolve().parents[1] / "dbt_project" / "dbt_project.yml"
 # identify (and group/alias) calls are not activity: they join no session and no funnel
 SESSION_EVENT_TYPES = ("track", "page", "screen")
+
+
+@dataclass
+class Event:
+    """One generated event as it truly happened (the truth is computed from these)."""
+
+    message_id: str
+    anonymous_id: str
+    user_id: str | None
+    type: str
+    at: datetime  # true time
+    received_at: datetime
+    is_bot: bool
+    body: dict[str, Any] = field(default_factory=dict)
+    # the traffic channel the event carries (see pipelines.generator._Builder.emit)
+    channel: str = "direct"
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,7 @@ class FunnelStep:
     value: str
     properties: tuple[tuple[str, str], ...]
 
-    def matches(self, e: _Event) -> bool:
+    def matches(self, e: Event) -> bool:
         if self.kind == "event":
             hit = e.type == "track" and e.body.get("event") == self.value
         elif self.kind == "page_path":
@@ -110,7 +123,7 @@ def session_id(first_message_id: str) -> str:
     return hashlib.md5(f"session:{first_message_id}".encode()).hexdigest()
 
 
-def ground_truth(events: Sequence[_Event], rules: Rules | None = None) -> dict[str, Any]:
+def ground_truth(events: Sequence[Event], rules: Rules | None = None) -> dict[str, Any]:
     """Sessions (which events, whose, which channel), users, per-day counts and every declared
     funnel's steps, from the distinct valid events the generator emitted."""
     rules = rules or declared_rules()
@@ -120,7 +133,7 @@ def ground_truth(events: Sequence[_Event], rules: Rules | None = None) -> dict[s
     for e in sorted(events, key=lambda e: (e.at, e.message_id)):
         if e.user_id and e.anonymous_id not in mapping:
             mapping[e.anonymous_id] = e.user_id
-    by_entity: dict[str, list[_Event]] = defaultdict(list)
+    by_entity: dict[str, list[Event]] = defaultdict(list)
     identified: set[str] = set()
     for e in events:
         if e.is_bot or e.type not in SESSION_EVENT_TYPES:
@@ -130,7 +143,7 @@ def ground_truth(events: Sequence[_Event], rules: Rules | None = None) -> dict[s
         by_entity[key].append(e)
         if user_id:
             identified.add(key)
-    sessions: list[tuple[str, list[_Event]]] = []
+    sessions: list[tuple[str, list[Event]]] = []
     for key, evs in by_entity.items():
         evs.sort(key=lambda e: (e.at, e.message_id))
         current = [evs[0]]
@@ -204,13 +217,13 @@ def ground_truth(events: Sequence[_Event], rules: Rules | None = None) -> dict[s
     }
 
 
-def _session_channel(session: list[_Event]) -> str:
+def _session_channel(session: list[Event]) -> str:
     """The first event's channel, `internal` counted as `direct` (the docs' rule)."""
     channel = session[0].channel
     return "direct" if channel == "internal" else channel
 
 
-def _landing_page(session: list[_Event]) -> str:
+def _landing_page(session: list[Event]) -> str:
     """The report's landing page: the first page view's path, else the first screen's name."""
     page = next((e for e in session if e.type == "page"), None)
     if page is not None:
@@ -219,12 +232,12 @@ def _landing_page(session: list[_Event]) -> str:
     return f"screen: {screen.body.get('name')}" if screen is not None else "(none)"
 
 
-def _funnel_truth(f: Funnel, sessions: list[tuple[str, list[_Event]]]) -> dict[str, Any]:
+def _funnel_truth(f: Funnel, sessions: list[tuple[str, list[Event]]]) -> dict[str, Any]:
     """Attempts reaching each step of `f` over every entity (a session, or a user's sessions)."""
     if f.scope == "session":
         entities = [s for _, s in sessions]
     else:
-        per_user: dict[str, list[_Event]] = defaultdict(list)
+        per_user: dict[str, list[Event]] = defaultdict(list)
         for key, s in sessions:  # each user's sessions are in time order already
             per_user[key].extend(s)
         entities = list(per_user.values())
@@ -236,7 +249,7 @@ def _funnel_truth(f: Funnel, sessions: list[tuple[str, list[_Event]]]) -> dict[s
     return {"steps": list(f.labels), "reached": reached}
 
 
-def funnel_attempts(events: Sequence[_Event], f: Funnel) -> list[int]:
+def funnel_attempts(events: Sequence[Event], f: Funnel) -> list[int]:
     """How many steps each attempt at `f` reached, for one entity's events in (time,
     message_id) order, by the documented rules:
 
@@ -282,7 +295,7 @@ def funnel_attempts(events: Sequence[_Event], f: Funnel) -> list[int]:
         i = last + 1 if reached == n or f.order == "strict" else last_in_window + 1
 
 
-def _page_path(e: _Event) -> str | None:
+def _page_path(e: Event) -> str | None:
     path: str | None = ((e.body.get("context") or {}).get("page") or {}).get("path")
     return path
 

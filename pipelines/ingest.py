@@ -8,6 +8,7 @@ source's business (pipelines/kafka_source); the warehouse is whatever the seam n
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,8 @@ from pipelines.offsets import (
 )
 from pipelines.privacy import PrivacyError, PrivacySettings, suppressed_tokens
 from pipelines.warehouse import Warehouse, WarehouseError, open_warehouse
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,8 +125,10 @@ def pipeline_name_for(shard: Shard) -> str:
     )
 
 
-# a load that conflicts with another writer's commit (DuckLake) is safe to retry as it is
-TRANSIENT_LOAD_ERRORS = ("Transaction conflict", "SchemaUpdateTransientError")
+# a load that conflicts with another writer's commit (DuckLake) is safe to retry as it is; so is
+# one that lost the race to create a schema or table (shards starting together on an empty lake):
+# dlt reads the destination again and applies only what is still missing
+TRANSIENT_LOAD_ERRORS = ("Transaction conflict", "SchemaUpdateTransientError", "already exists")
 LOAD_ATTEMPTS = 5
 
 
@@ -133,14 +138,20 @@ def _load_with_retries(pipeline: dlt.Pipeline) -> Any:
         try:
             return pipeline.load()
         except PipelineStepFailed as exc:
-            if attempt == LOAD_ATTEMPTS or not _is_transient(exc):
+            if attempt == LOAD_ATTEMPTS or not is_transient(exc):
                 raise
+            log.warning(
+                "load attempt %d of %d conflicted with another writer; retrying: %s",
+                attempt,
+                LOAD_ATTEMPTS,
+                str(exc).splitlines()[0],
+            )
             time.sleep(delay)
             delay *= 2
     return None
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     cause: BaseException | None = exc
     while cause is not None:
         if any(marker in f"{type(cause).__name__}: {cause}" for marker in TRANSIENT_LOAD_ERRORS):
