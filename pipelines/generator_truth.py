@@ -24,7 +24,9 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
-DBT_PROJECT_FILE = Path(__file__).resolve().parents[1] / "dbt_project" / "dbt_project.yml"
+from pipelines.dbt import DBT_PROJECT_DIR
+from pipelines.report.warehouse import declared_funnels
+
 # identify (and group/alias) calls are not activity: they join no session and no funnel
 SESSION_EVENT_TYPES = ("track", "page", "screen")
 
@@ -70,7 +72,7 @@ class Funnel:
     order: str  # sequential | strict | any
     window: timedelta
     steps: tuple[FunnelStep, ...]
-    labels: tuple[str, ...]  # the step names; "steps_k_of_n" in any order
+    labels: tuple[str, ...]  # the step labels the marts use (declared_funnels)
 
 
 @dataclass(frozen=True)
@@ -82,31 +84,28 @@ class Rules:
     funnels: tuple[Funnel, ...]
 
 
-def declared_rules(path: Path = DBT_PROJECT_FILE) -> Rules:
-    """The session parameters and the funnels that dbt_project.yml declares."""
-    config = yaml.safe_load(path.read_text(encoding="utf-8"))["vars"]
+def declared_rules(project_dir: Path = DBT_PROJECT_DIR) -> Rules:
+    """The session parameters and the funnels that dbt_project.yml declares. A funnel's name,
+    scope, order, window and step labels are read as the report reads them; only what an event
+    must be to match a step is read here."""
+    config = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]
     funnels = []
-    for f in config["funnels__definitions"]:
+    for declared, f in zip(
+        declared_funnels(project_dir), config["funnels__definitions"], strict=True
+    ):
         steps = []
         for s in f["steps"]:
             [kind] = [k for k in ("event", "page_path", "screen") if k in s]
             props = tuple((k, _text(v)) for k, v in (s.get("properties") or {}).items())
             steps.append(FunnelStep(kind, str(s[kind]), props))
-        order = f.get("order", "sequential")
-        n = len(steps)
-        labels = (
-            tuple(f"steps_{k}_of_{n}" for k in range(1, n + 1))
-            if order == "any"
-            else tuple(s["name"] for s in f["steps"])
-        )
         funnels.append(
             Funnel(
-                name=f["name"],
-                scope=f.get("scope", "session"),
-                order=order,
+                name=declared.name,
+                scope=declared.scope or "session",
+                order=declared.order or "sequential",
                 window=timedelta(minutes=int(f["window_minutes"])),
                 steps=tuple(steps),
-                labels=labels,
+                labels=declared.step_names,
             )
         )
     return Rules(
@@ -192,7 +191,6 @@ def ground_truth(events: Sequence[Event], rules: Rules | None = None) -> dict[st
         "session_events": sum(len(s) for _, s in sessions),
         "session_views": views,
         "sessions": len(sessions),
-        "sessions_per_day": {d: daily[d]["sessions"] for d in sorted(daily)},
         "sessions_daily": {
             d: {
                 "sessions": daily[d]["sessions"],

@@ -35,7 +35,7 @@ def test_sessions_match_truth(built: tuple[Path, dict]) -> None:
             "group by all",
         )
     )
-    assert per_day == truth["sessions_per_day"]
+    assert per_day == {d: v["sessions"] for d, v in truth["sessions_daily"].items()}
 
 
 def test_identities_match_truth(built: tuple[Path, dict]) -> None:
