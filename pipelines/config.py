@@ -269,6 +269,20 @@ class QualityThresholds(_Section):
     max_raw_age_hours: float = Field(24.0, gt=0, alias="TRACKFLOW_MAX_RAW_AGE_HOURS")
 
 
+class TrackingPlanSettings(_Section):
+    """The tracking plan (pipelines/tracking_plan): per event, a JSON Schema its parts must meet."""
+
+    # unset: no plan, nothing is checked beyond the envelope
+    path: Path | None = Field(None, alias="TRACKING_PLAN")
+    # flag: keep violating events and record each violation; block: dead-letter them
+    mode: Literal["flag", "block"] = Field("flag", alias="TRACKING_PLAN_MODE")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _lower_mode(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 class OrchestrationSettings(_Section):
     """The Dagster instance, the schedules' crons and where the marts' day partitions begin."""
 
@@ -423,6 +437,7 @@ class Settings:
         QualityThresholds,
         OrchestrationSettings,
         CollectorSettings,
+        TrackingPlanSettings,
     )
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
@@ -432,6 +447,7 @@ class Settings:
         self.ingest = IngestSettings.from_env(env)
         self.thresholds = QualityThresholds.from_env(env)
         self.orchestration = OrchestrationSettings.from_env(env)
+        self.tracking_plan = TrackingPlanSettings.from_env(env)
 
     @classmethod
     def variables(cls) -> list[str]:
