@@ -363,14 +363,16 @@ def replay_rejected(
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="count what would load, change nothing")] = False,
 ) -> None:
-    """Re-validate dead letters and load the ones that now pass (each at most once)."""
+    """Re-validate dead letters and load the ones that now pass (each at most once); with a
+    tracking plan they meet the plan as it is now (--error-code plan_violation after a fix)."""
     from pipelines.privacy import PrivacyError
     from pipelines.replay import replay_rejected as run
+    from pipelines.tracking_plan import PlanError
 
     warehouse = _warehouse()
     try:
         result = run(warehouse, error_code, dry_run=dry_run)
-    except (WarehouseError, PrivacyError, SettingsError, OSError) as exc:
+    except (WarehouseError, PrivacyError, SettingsError, PlanError, OSError) as exc:
         raise fail(str(exc)) from None
     verb = "would load" if dry_run else "loaded"
     out.print(

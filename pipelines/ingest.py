@@ -19,7 +19,7 @@ import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 from kafka import TopicPartition
 
-from pipelines.config import IngestSettings, KafkaSettings, PrivacyConfig
+from pipelines.config import IngestSettings, KafkaSettings, PrivacyConfig, TrackingPlanSettings
 from pipelines.gaps import record_gaps, resolve_gaps
 from pipelines.ingest_metrics import write_ingest_metrics
 from pipelines.kafka_source import kafka_source, state_offsets
@@ -39,6 +39,7 @@ from pipelines.offsets import (
     discard_unconfirmed,
 )
 from pipelines.privacy import PrivacyError, PrivacySettings, suppressed_tokens
+from pipelines.tracking_plan import PlanError, TrackingPlan, load_plan
 from pipelines.warehouse import Warehouse, WarehouseError, open_warehouse
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class IngestResult:
     commit_error: str | None = None
     resumed_gaps: int = 0
     suppressed: int = 0
+    plan_violations: int = 0  # events that broke the tracking plan (kept or dead-lettered)
+    plan_version: str | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -90,11 +93,18 @@ class IngestResult:
             commit_error=next((r.commit_error for r in results if r.commit_error), None),
             resumed_gaps=sum(r.resumed_gaps for r in results),
             suppressed=sum(r.suppressed for r in results),
+            plan_violations=sum(r.plan_violations for r in results),
+            plan_version=next((r.plan_version for r in results if r.plan_version), None),
         )
 
     def summary(self) -> str:
+        plan = (
+            f"{self.plan_violations} broke tracking plan {self.plan_version}, "
+            if self.plan_version
+            else ""
+        )
         return (
-            f"loaded {self.loaded} events, rejected {self.rejected}, "
+            f"loaded {self.loaded} events, rejected {self.rejected}, {plan}"
             f"{self.events_per_second:,.0f} events/s, lag {self.total_lag} "
             f"({', '.join(f'{k}={v}' for k, v in sorted(self.lag.items())) or 'no partitions'})"
         )
@@ -185,6 +195,7 @@ def ingest(
     on_batch: Callable[[DrainStats], None] | None = None,
     pipeline_name: str | None = None,
     on_phase: Callable[[str], None] | None = None,
+    tracking_plan: TrackingPlanSettings | None = None,
 ) -> IngestResult:
     """Drain the topic(s) once into the warehouse. Raises IngestError or WarehouseError (a
     one-line reason; WarehouseLocked when another process holds the warehouse).
@@ -198,6 +209,8 @@ def ingest(
     settings = settings or KafkaSettings.from_env()
     warehouse = warehouse or open_warehouse()
     limits = limits or IngestSettings.from_env()
+    plan_settings = tracking_plan or TrackingPlanSettings.from_env()
+    plan = resolve_plan(plan_settings)  # a bad plan fails here, before anything is touched
     try:  # settle privacy config (and its key) before touching Kafka
         rules = PrivacySettings.resolve(privacy or PrivacyConfig.from_env(), warehouse)
     except PrivacyError as exc:
@@ -248,6 +261,8 @@ def ingest(
                 on_batch=on_batch,
                 privacy=rules,
                 suppressed=suppressed,
+                plan=plan,
+                plan_mode=plan_settings.mode,
             )
             try:
                 # pipeline.run's steps one by one, so progress (and crash tests) tell them apart;
@@ -296,6 +311,8 @@ def ingest(
         commit_error=commit_error,
         resumed_gaps=resumed,
         suppressed=stats.suppressed,
+        plan_violations=stats.plan_violations,
+        plan_version=plan.version if plan else None,
     )
     if limits.metrics_dir is not None:
         write_ingest_metrics(
@@ -308,6 +325,16 @@ def ingest(
             lag=result.lag,
         )
     return result
+
+
+def resolve_plan(settings: TrackingPlanSettings) -> TrackingPlan | None:
+    """The compiled plan TRACKING_PLAN names (None: no plan), or IngestError in one line."""
+    if settings.path is None:
+        return None
+    try:
+        return load_plan(settings.path)
+    except PlanError as exc:
+        raise IngestError(str(exc)) from None
 
 
 def _operator_error(exc: BaseException, warehouse: Warehouse) -> IngestError | WarehouseError:

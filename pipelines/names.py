@@ -17,6 +17,7 @@ ANALYTICS: Final = "analytics"
 EVENTS_TABLE: Final = "tracking_events"
 REJECTED_TABLE: Final = "tracking_events_rejected"
 REPLAYED_TABLE: Final = "tracking_events_replayed"
+VIOLATIONS_TABLE: Final = "tracking_plan_violations"
 GAPS_TABLE: Final = "ingestion_gaps"
 OFFSETS_TABLE: Final = "ingestion_offsets"
 SUPPRESSIONS_TABLE: Final = "privacy_suppressions"
@@ -32,6 +33,7 @@ def raw(table: str) -> str:
 RAW_EVENTS: Final = raw(EVENTS_TABLE)
 RAW_REJECTED: Final = raw(REJECTED_TABLE)
 RAW_REPLAYED: Final = raw(REPLAYED_TABLE)
+RAW_VIOLATIONS: Final = raw(VIOLATIONS_TABLE)
 RAW_GAPS: Final = raw(GAPS_TABLE)
 RAW_OFFSETS: Final = raw(OFFSETS_TABLE)
 RAW_SUPPRESSIONS: Final = raw(SUPPRESSIONS_TABLE)

@@ -4,6 +4,11 @@ Rejected rows stay in `raw.tracking_events_rejected` (the audit trail); every re
 recorded in `raw.tracking_events_replayed` by Kafka coordinates. Rows already replayed into
 `raw.tracking_events` are never picked again, and the insert of the events and of their
 markers happens in one transaction, so a crash cannot load a message twice.
+
+With a tracking plan (TRACKING_PLAN) replayed messages meet the plan as it is now, under the
+current TRACKING_PLAN_MODE: fixing the plan (or switching to `flag`) and replaying
+`--error-code plan_violation` loads what the plan blocked. The violations of the messages a
+replay loads are recorded with them; a message the plan still blocks stays a dead letter.
 """
 
 from __future__ import annotations
@@ -11,10 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pipelines.config import IngestSettings, PrivacyConfig
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.config import IngestSettings, PrivacyConfig, TrackingPlanSettings
 from pipelines.events import ACCEPTED_COLUMNS, MESSAGE_SCHEMA, validate
-from pipelines.names import RAW_EVENTS, RAW_REJECTED, RAW_REPLAYED
+from pipelines.names import RAW_EVENTS, RAW_REJECTED, RAW_REPLAYED, RAW_VIOLATIONS
 from pipelines.privacy import PrivacySettings, drop_suppressed, minimise, suppressed_tokens
+from pipelines.tracking_plan import VIOLATIONS_SCHEMA, check_batch, load_plan
 from pipelines.warehouse import Warehouse, WarehouseMissing
 
 
@@ -32,7 +41,11 @@ def replay_rejected(
     *,
     limits: IngestSettings | None = None,
     privacy: PrivacyConfig | None = None,
+    tracking_plan: TrackingPlanSettings | None = None,
 ) -> ReplayResult:
+    """Raises PlanError for a bad plan, before anything is read."""
+    plan_settings = tracking_plan or TrackingPlanSettings.from_env()
+    plan = load_plan(plan_settings.path) if plan_settings.path else None
     if not warehouse.exists():
         raise WarehouseMissing(f"{warehouse.describe()} does not exist; run 'trackflow ingest'")
     limits = limits or IngestSettings.from_env()
@@ -66,6 +79,15 @@ def replay_rejected(
         accepted, rejected = validate(pending.cast(MESSAGE_SCHEMA), limits.max_event_bytes)
         accepted = minimise(accepted, rules)
         accepted, rejected, _ = drop_suppressed(accepted, rejected, suppressed, rules)
+        violations = VIOLATIONS_SCHEMA.empty_table()
+        if plan is not None:
+            outcome = check_batch(accepted, plan, plan_settings.mode)
+            accepted, violations = (
+                outcome.kept,
+                outcome.violations.filter(pc.equal(outcome.violations.column("action"), "kept")),
+            )
+            if outcome.blocked.num_rows:
+                rejected = pa.concat_tables([rejected, outcome.blocked.cast(rejected.schema)])
         result = ReplayResult(pending.num_rows, accepted.num_rows, rejected.num_rows)
         if dry_run:
             return result
@@ -74,6 +96,9 @@ def replay_rejected(
         cols = ", ".join(ACCEPTED_COLUMNS)
         sql.register("accepted_rows", accepted)
         sql.register("rejected_rows", rejected)
+        if violations.num_rows:
+            sql.execute(f"create table if not exists {RAW_VIOLATIONS} ({_VIOLATION_COLUMNS})")
+            sql.register("violation_rows", violations)
         with sql.transaction():
             sql.execute(
                 f"insert into {RAW_EVENTS} ({cols}, _dlt_load_id) "
@@ -90,4 +115,26 @@ def replay_rejected(
                     from rejected_rows""",
                 [now, now],
             )
+            if violations.num_rows:
+                names = ", ".join(VIOLATIONS_SCHEMA.names)
+                sql.execute(
+                    f"insert into {RAW_VIOLATIONS} ({names}, _dlt_load_id) "
+                    f"select {names}, ? from violation_rows",
+                    [load_id],
+                )
         return result
+
+
+# the violations table as ingestion's dlt load creates it, for a warehouse that has none yet
+_VIOLATION_COLUMNS = ", ".join(
+    [
+        *(
+            f"{f.name} "
+            + {"string": "varchar", "int32": "integer", "int64": "bigint"}.get(
+                str(f.type), "timestamptz"
+            )
+            for f in VIOLATIONS_SCHEMA
+        ),
+        "_dlt_load_id varchar",
+    ]
+)

@@ -3,7 +3,10 @@
 Tables (dataset `raw`):
 - `tracking_events`: one row per accepted message, Kafka coordinates + typed envelope columns;
 - `tracking_events_rejected`: one row per message that failed validation, with the original
-  bytes, a stable `error_code` and a human `error_message`.
+  bytes, a stable `error_code` and a human `error_message` (`plan_violation`: an event that
+  breaks the tracking plan under TRACKING_PLAN_MODE=block);
+- `tracking_plan_violations`: with a tracking plan, one row per violation of it
+  (pipelines/tracking_plan).
 
 Micro-batches travel as Arrow tables (not row dicts through dlt's normalizer). The next offset of
 every partition lives in this resource's dlt state, so it is committed together with the load
@@ -24,9 +27,11 @@ from kafka import TopicPartition
 
 from pipelines.config import IngestSettings
 from pipelines.events import event_days, messages_table, validate
-from pipelines.names import EVENTS_TABLE, OFFSETS_TABLE, REJECTED_TABLE
+from pipelines.names import EVENTS_TABLE, OFFSETS_TABLE, REJECTED_TABLE, VIOLATIONS_TABLE
 from pipelines.offsets import StoredOffsets
 from pipelines.privacy import PrivacySettings, drop_suppressed, minimise
+from pipelines.tracking_plan import VIOLATIONS_SCHEMA, TrackingPlan, check_batch
+from pipelines.tracking_plan.check import Mode
 
 from .helpers import DrainStats, KafkaSession, OffsetGapError
 
@@ -57,6 +62,8 @@ def kafka_source(
     on_batch: Callable[[DrainStats], None] | None = None,
     privacy: PrivacySettings | None = None,
     suppressed: frozenset[str] = frozenset(),
+    plan: TrackingPlan | None = None,
+    plan_mode: Mode = "flag",
 ) -> Any:
     """One bounded drain of the session's topics; see the module docstring for the tables.
 
@@ -92,6 +99,13 @@ def kafka_source(
                 with_load_id(OFFSETS_SCHEMA.empty_table()), OFFSETS_TABLE
             )
             state["tables_created"] = True
+        if plan is not None and not state.get("violations_table_created"):
+            # its own flag: a warehouse loaded before it had a plan gets the table on the first
+            # run with one
+            yield dlt.mark.with_table_name(
+                with_load_id(VIOLATIONS_SCHEMA.empty_table()), VIOLATIONS_TABLE
+            )
+            state["violations_table_created"] = True
 
         for messages, last in kafka.drain(
             positions,
@@ -107,6 +121,17 @@ def kafka_source(
                     accepted, rejected, suppressed, privacy
                 )
                 stats.suppressed += erased
+            if plan is not None:
+                # after minimisation: the plan checks events as they are stored
+                outcome = check_batch(accepted, plan, plan_mode)
+                accepted = outcome.kept
+                if outcome.blocked.num_rows:
+                    rejected = pa.concat_tables([rejected, outcome.blocked.cast(rejected.schema)])
+                stats.plan_violations += outcome.violating_events
+                if outcome.violations.num_rows:
+                    yield dlt.mark.with_table_name(
+                        with_load_id(outcome.violations), VIOLATIONS_TABLE
+                    )
             accepted, rejected = with_load_id(accepted), with_load_id(rejected)
             stats.accepted += accepted.num_rows
             stats.rejected += rejected.num_rows

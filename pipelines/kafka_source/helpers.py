@@ -89,6 +89,7 @@ class DrainStats:
     rejected: int = 0
     batches: int = 0
     suppressed: int = 0  # rows of erased people dropped at ingestion
+    plan_violations: int = 0  # events that break the tracking plan (kept or dead-lettered)
     resumed_partitions: int = 0  # partitions restarted past a recorded gap (--resume-from)
     stopped_because: str = ""
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
