@@ -272,12 +272,13 @@ class QualityThresholds(_Section):
 class TrackingPlanSettings(_Section):
     """The tracking plan (pipelines/tracking_plan): per event, a JSON Schema its parts must meet."""
 
-    # unset: no plan, nothing is checked beyond the envelope
-    path: Path | None = Field(None, alias="TRACKING_PLAN")
+    # unset: no plan, nothing is checked beyond the envelope. (Field names that no common
+    # variable shares: a field is also filled from the variable of its own name, e.g. PATH.)
+    plan_file: Path | None = Field(None, alias="TRACKING_PLAN")
     # flag: keep violating events and record each violation; block: dead-letter them
-    mode: Literal["flag", "block"] = Field("flag", alias="TRACKING_PLAN_MODE")
+    plan_mode: Literal["flag", "block"] = Field("flag", alias="TRACKING_PLAN_MODE")
 
-    @field_validator("mode", mode="before")
+    @field_validator("plan_mode", mode="before")
     @classmethod
     def _lower_mode(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

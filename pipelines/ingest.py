@@ -262,7 +262,7 @@ def ingest(
                 privacy=rules,
                 suppressed=suppressed,
                 plan=plan,
-                plan_mode=plan_settings.mode,
+                plan_mode=plan_settings.plan_mode,
             )
             try:
                 # pipeline.run's steps one by one, so progress (and crash tests) tell them apart;
@@ -329,10 +329,10 @@ def ingest(
 
 def resolve_plan(settings: TrackingPlanSettings) -> TrackingPlan | None:
     """The compiled plan TRACKING_PLAN names (None: no plan), or IngestError in one line."""
-    if settings.path is None:
+    if settings.plan_file is None:
         return None
     try:
-        return load_plan(settings.path)
+        return load_plan(settings.plan_file)
     except PlanError as exc:
         raise IngestError(str(exc)) from None
 

@@ -45,7 +45,7 @@ def replay_rejected(
 ) -> ReplayResult:
     """Raises PlanError for a bad plan, before anything is read."""
     plan_settings = tracking_plan or TrackingPlanSettings.from_env()
-    plan = load_plan(plan_settings.path) if plan_settings.path else None
+    plan = load_plan(plan_settings.plan_file) if plan_settings.plan_file else None
     if not warehouse.exists():
         raise WarehouseMissing(f"{warehouse.describe()} does not exist; run 'trackflow ingest'")
     limits = limits or IngestSettings.from_env()
@@ -81,7 +81,7 @@ def replay_rejected(
         accepted, rejected, _ = drop_suppressed(accepted, rejected, suppressed, rules)
         violations = VIOLATIONS_SCHEMA.empty_table()
         if plan is not None:
-            outcome = check_batch(accepted, plan, plan_settings.mode)
+            outcome = check_batch(accepted, plan, plan_settings.plan_mode)
             accepted, violations = (
                 outcome.kept,
                 outcome.violations.filter(pc.equal(outcome.violations.column("action"), "kept")),

@@ -64,7 +64,7 @@ def test_flag_keeps_every_event_and_records_each_violation(
     settings = settings_for(broker.bootstrap, topic)
     produce(messages, settings, topic)
 
-    plan = TrackingPlanSettings.of(path=SAMPLE_PLAN, mode="flag")
+    plan = TrackingPlanSettings.of(plan_file=SAMPLE_PLAN, plan_mode="flag")
     result = ingest(settings, warehouse, tracking_plan=plan)
 
     assert result.loaded == len(messages) and result.rejected == 0
@@ -116,9 +116,8 @@ def test_block_dead_letters_then_replay_after_the_plan_is_fixed(
     settings = settings_for(broker.bootstrap, topic)
     produce(messages, settings, topic)
 
-    result = ingest(
-        settings, warehouse, tracking_plan=TrackingPlanSettings.of(path=SAMPLE_PLAN, mode="block")
-    )
+    plan = TrackingPlanSettings.of(plan_file=SAMPLE_PLAN, plan_mode="block")
+    result = ingest(settings, warehouse, tracking_plan=plan)
 
     assert result.rejected == len(blocked)
     assert result.loaded == len(messages) - len(blocked)
