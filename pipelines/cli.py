@@ -290,10 +290,13 @@ def collect(
     """Run the Segment-compatible HTTP collector (write keys from COLLECTOR_WRITE_KEYS)."""
     from pipelines.collector.server import serve
     from pipelines.config import CollectorSettings
+    from pipelines.tracking_plan import PlanError, load_plan
 
     try:
         settings = CollectorSettings.from_env()
-    except SettingsError as exc:
+        if settings.tracking_plan.plan_file is not None:  # a bad plan fails before serving
+            load_plan(settings.tracking_plan.plan_file)
+    except (SettingsError, PlanError) as exc:
         raise fail(str(exc)) from None
     serve(host, port, settings)
 

@@ -331,6 +331,8 @@ class CollectorSettings(_Section):
         default_factory=dict, alias="COLLECTOR_WRITE_KEYS", repr=False, validate_default=True
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, exclude=True)
+    # the collector checks events against the same plan, in the same mode, before Kafka
+    tracking_plan: TrackingPlanSettings = Field(default_factory=TrackingPlanSettings, exclude=True)
     # origins allowed to call the api from a browser; "*" allows any origin
     cors_origins: CommaList = Field((), alias="COLLECTOR_CORS_ORIGINS")
     ip_mode: IpMode = Field("truncate", alias="COLLECTOR_IP_MODE")
@@ -415,7 +417,12 @@ class CollectorSettings(_Section):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         section = super().from_env(env)
-        return section.model_copy(update={"kafka": KafkaSettings.from_env(env)})
+        return section.model_copy(
+            update={
+                "kafka": KafkaSettings.from_env(env),
+                "tracking_plan": TrackingPlanSettings.from_env(env),
+            }
+        )
 
     @property
     def topic(self) -> str:

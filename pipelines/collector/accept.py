@@ -20,6 +20,8 @@ from pipelines.collector.screen import vouched
 from pipelines.collector.scrub import credential_marks, holds_credential, without_credentials
 from pipelines.collector.validation import Problem, validate_event
 from pipelines.config import CollectorSettings
+from pipelines.tracking_plan import PLAN_VIOLATION, TrackingPlan
+from pipelines.tracking_plan.check import check_event
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Stamped:
     records: list[Record]
     # indexes of the events the screen could not vouch for: the warehouse's validator decides
     unsure: list[int]
+    # violations of the tracking plan the request is still accepted with (flag mode, unplanned)
+    plan_warnings: list[Problem]
 
 
 def _parse(call: Call, settings: CollectorSettings) -> dict[str, Any]:
@@ -103,12 +107,15 @@ def _stamp(
     items: list[Any],
     batch_context: dict[str, Any] | None,
     sent_at: str | None,
-) -> tuple[list[Record], list[int]]:
+    plan: TrackingPlan | None,
+) -> tuple[list[Record], list[int], list[Problem]]:
     received_at = utc_now_iso()
     marks = credential_marks(write_key)
     records: list[Record] = []
     unsure: list[int] = []
     oversized: list[Problem] = []
+    warnings: list[Problem] = []
+    blocked: list[Problem] = []
     limit = settings.max_event_bytes
     for i, item in enumerate(items):
         event = enrich(
@@ -131,17 +138,33 @@ def _stamp(
         if not vouched(event, value):
             unsure.append(i)
         records.append((partition_key(event), value))
+        if plan is not None:  # on the event as it will be stored, as ingestion checks it
+            planned, findings = check_event(event, plan)
+            found = [Problem(i, f[2], f[3], PLAN_VIOLATION) for f in findings]
+            block = planned and settings.tracking_plan.plan_mode == "block"
+            (blocked if block else warnings).extend(found)
     if oversized:
         raise RequestRefused(
             413, "events too large", oversized, events=len(items), code="too_large"
         )
-    return records, unsure
+    if blocked:
+        raise RequestRefused(
+            400,
+            f"events break the tracking plan {plan.version if plan else ''}",
+            blocked,
+            events=len(items),
+            code=PLAN_VIOLATION,
+        )
+    return records, unsure, warnings
 
 
-def prepare(call: Call, settings: CollectorSettings) -> Stamped:
+def prepare(call: Call, settings: CollectorSettings, plan: TrackingPlan | None = None) -> Stamped:
     """Authenticate, parse, check, stamp and serialise a request's events, or raise RequestRefused.
 
-    A key in the Authorization header was already checked before the body was read.
+    A key in the Authorization header was already checked before the body was read. With a
+    tracking plan, an event that breaks it refuses the request (400, `plan_violation`) under
+    `block`; under `flag`, and for events the plan does not list, the request is accepted and
+    the violations come back as warnings.
     """
     body = _parse(call, settings)
     write_key = call.header_key or key_from_body(body)
@@ -153,8 +176,10 @@ def prepare(call: Call, settings: CollectorSettings) -> Stamped:
         problems = [p for i, item in enumerate(items) for p in validate_event(item, i)]
         if problems:
             raise RequestRefused(400, "invalid events", problems, events=len(items))
-        records, unsure = _stamp(call, settings, write_key, items, batch_context, sent_at)
+        records, unsure, warnings = _stamp(
+            call, settings, write_key, items, batch_context, sent_at, plan
+        )
     except RequestRefused as refused:
         refused.source = source
         raise
-    return Stamped(source, write_key, records, unsure)
+    return Stamped(source, write_key, records, unsure, warnings)

@@ -42,7 +42,13 @@ from pipelines.collector.auth import key_from_authorization, source_for
 from pipelines.collector.connections import ConnectionLimits, guarded_protocol
 from pipelines.collector.cors import CorsAllowList
 from pipelines.collector.counting import RequestMetrics
-from pipelines.collector.intake import RequestRefused, is_gzip, read_body, unauthorised
+from pipelines.collector.intake import (
+    MAX_LISTED_PROBLEMS,
+    RequestRefused,
+    is_gzip,
+    read_body,
+    unauthorised,
+)
 from pipelines.collector.metrics import Metrics
 from pipelines.collector.producer import BrokerUnavailable, EventProducer
 from pipelines.collector.ratelimit import RateLimiter
@@ -50,6 +56,7 @@ from pipelines.collector.rules import WarehouseRules
 from pipelines.collector.validation import Problem
 from pipelines.collector.workers import supervise
 from pipelines.config import CollectorSettings
+from pipelines.tracking_plan import load_plan
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +106,9 @@ class Collector:
             else None
         )
         self.rules = WarehouseRules(settings.max_event_bytes)
+        plan_file = settings.tracking_plan.plan_file
+        # a bad plan raises PlanError here, before the collector serves anything
+        self.plan = load_plan(plan_file) if plan_file is not None else None
         self.workers = ThreadPoolExecutor(settings.cpu_threads, thread_name_prefix="collector-cpu")
         self.tracker_js = (STATIC_DIR / "tracker.js").read_bytes()
         self.demo_html = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
@@ -147,6 +157,16 @@ class Collector:
             )
         self.metrics.produce_latency(time.perf_counter() - started)
         self.metrics.event_outcome("accepted", source, len(records))
+        if stamped.plan_warnings:  # stored all the same; the app's developers should know
+            return JSONResponse(
+                {
+                    "success": True,
+                    "plan_violation_count": len(stamped.plan_warnings),
+                    "plan_violations": [
+                        p.as_dict() for p in stamped.plan_warnings[:MAX_LISTED_PROBLEMS]
+                    ],
+                }
+            )
         return JSONResponse({"success": True})
 
     def _rate_limited(self, wait_s: int) -> Response:
@@ -186,7 +206,7 @@ class Collector:
             user_agent=request.headers.get("user-agent"),
         )
         loop = asyncio.get_running_loop()
-        stamped = await loop.run_in_executor(self.workers, prepare, call, settings)
+        stamped = await loop.run_in_executor(self.workers, prepare, call, settings, self.plan)
         problems = await self._warehouse_problems(stamped)
         if problems:
             status = 413 if all(p.code == "too_large" for p in problems) else 400

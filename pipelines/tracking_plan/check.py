@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import orjson
 import pyarrow as pa
@@ -65,12 +65,11 @@ class PlanOutcome:
         return len(set(self.violations.column("message_id").to_pylist()))
 
 
-def _findings(entry: PlannedEvent, texts: dict[str, str | None]) -> list[Finding]:
+def _findings(entry: PlannedEvent, parts: dict[str, Any]) -> list[Finding]:
     found: list[Finding] = []
     for part, validator in entry.validators:
-        text = texts[part]
-        instance = orjson.loads(text) if text else {}  # Segment: a missing part is empty
-        for error in validator.iter_errors(instance):
+        instance = parts.get(part)
+        for error in validator.iter_errors({} if instance is None else instance):
             schema_path = "/".join(
                 [_SECTION_OF[entry.kind], entry.name, part, *map(str, error.schema_path)]
             )
@@ -80,6 +79,23 @@ def _findings(entry: PlannedEvent, texts: dict[str, str | None]) -> list[Finding
             if len(found) >= MAX_VIOLATIONS_PER_EVENT:
                 return found
     return found
+
+
+def check_event(event: dict[str, Any], plan: TrackingPlan) -> tuple[bool, list[Finding]]:
+    """One envelope (a dict) against the plan: (is it planned, its violations). The collector's
+    check; ingestion checks batches with `check_batch`."""
+    kind = event.get("type")
+    if kind not in _CHECKED_TYPES:
+        return False, []
+    name = event.get("event") if kind == "track" else event.get("name")
+    entry = plan.lookup(str(kind), name if isinstance(name, str) else None)
+    if entry is None:
+        if plan.flags_unplanned(str(kind)):
+            return False, [
+                ("unplanned", _SECTION_OF[str(kind)], "", unplanned_sentence(str(kind), name))
+            ]
+        return False, []
+    return True, _findings(entry, {part: event.get(part) for part, _ in entry.validators})
 
 
 def _group(accepted: pa.Table) -> dict[tuple[str, str], list[int]]:
@@ -113,7 +129,9 @@ def check_batch(accepted: pa.Table, plan: TrackingPlan, mode: Mode) -> PlanOutco
             key = tuple(texts.values())
             findings = seen.get(key)
             if findings is None:
-                findings = seen[key] = _findings(entry, texts)
+                # Segment: a missing part is an empty object
+                parsed = {part: orjson.loads(text) for part, text in texts.items() if text}
+                findings = seen[key] = _findings(entry, parsed)
             if findings:
                 action = "blocked" if mode == "block" else "kept"
                 rows.extend((i, f, action) for f in findings)
