@@ -28,6 +28,10 @@ broker_app = typer.Typer(
     help="The embedded Kafka-compatible broker (Tansu, memory storage).", no_args_is_help=True
 )
 app.add_typer(broker_app, name="broker")
+plan_app = typer.Typer(
+    help="The tracking plan (TRACKING_PLAN): a JSON Schema per event.", no_args_is_help=True
+)
+app.add_typer(plan_app, name="plan")
 
 console = Console(stderr=True)
 out = Console(soft_wrap=True)
@@ -381,6 +385,60 @@ def replay_rejected(
     out.print(
         f"examined {result.examined} rejected messages: {verb} {result.loaded}, "
         f"{result.still_rejected} still rejected"
+    )
+
+
+@plan_app.command("infer")
+def plan_infer(
+    output: Annotated[
+        Path | None, typer.Option(help="YAML file to write (default: print it)")
+    ] = None,
+    required_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="a key seen in at least this share of events is required"
+        ),
+    ] = 0.99,
+    max_enum: Annotated[
+        int, typer.Option(min=0, help="strings with at most this many values become an enum")
+    ] = 10,
+) -> None:
+    """Draft a tracking plan from the events already in the warehouse."""
+    from pipelines.tracking_plan.infer import infer_plan
+
+    warehouse = _warehouse()
+    try:
+        if not warehouse.exists():
+            raise fail(f"{warehouse.describe()} does not exist; run 'trackflow ingest' first")
+        draft = infer_plan(warehouse, required_share, max_enum)
+    except WarehouseError as exc:
+        raise fail(str(exc)) from None
+    if output is None:
+        out.print(draft.to_yaml(), markup=False, highlight=False, end="")
+        return
+    output.write_text(draft.to_yaml(), encoding="utf-8")
+    console.print(f"drafted {draft.entries} entries from {draft.events} events: {output}")
+
+
+@plan_app.command("check")
+def plan_check(
+    path: Annotated[Path | None, typer.Argument(help="the plan (default: TRACKING_PLAN)")] = None,
+) -> None:
+    """Check that a plan file is valid; print its version and what it lists."""
+    from pipelines.config import TrackingPlanSettings
+    from pipelines.tracking_plan import PlanError, load_plan
+
+    try:
+        path = path or TrackingPlanSettings.from_env().plan_file
+        if path is None:
+            raise fail("no plan given and TRACKING_PLAN is not set")
+        plan = load_plan(path)
+    except (PlanError, SettingsError) as exc:
+        raise fail(str(exc)) from None
+    kinds = [k for k, _ in plan.entries]
+    out.print(
+        f"{path}: version {plan.version}, {kinds.count('track')} events, "
+        f"{kinds.count('page')} pages, {kinds.count('screen')} screens"
     )
 
 
