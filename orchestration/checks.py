@@ -13,11 +13,16 @@ import dagster as dg
 import yaml  # type: ignore[import-untyped]
 
 from orchestration.assets.keys import AGG_FUNNEL_DAILY, FCT_SESSIONS, RAW_EVENTS, RAW_REJECTED
-from orchestration.resources import ThresholdsResource, WarehouseResource
+from orchestration.resources import ThresholdsResource, TrackingPlanResource, WarehouseResource
 from pipelines.dbt import DBT_PROJECT_DIR
 from pipelines.names import ANALYTICS, FUNNEL_DAILY_MART, RAW_DLT_LOADS, SESSIONS_MART
 from pipelines.names import RAW_EVENTS as RAW_EVENTS_TABLE
 from pipelines.names import RAW_REJECTED as RAW_REJECTED_TABLE
+from pipelines.tracking_plan import PlanError, load_plan
+from pipelines.tracking_plan.rates import daily_rates
+
+# event days the violation-rate check looks at (the newest ones)
+PLAN_CHECK_DAYS = 7
 
 SESSIONS_TABLE = f"{ANALYTICS}.{SESSIONS_MART}"
 FUNNEL_DAILY_TABLE = f"{ANALYTICS}.{FUNNEL_DAILY_MART}"
@@ -242,12 +247,58 @@ def funnel_monotonicity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return _result(len(rows) == 0, len(rows), 0, reason)
 
 
+@dg.asset_check(
+    asset=RAW_EVENTS,
+    description=(
+        f"Per event and UTC day (the newest {PLAN_CHECK_DAYS} event days), the share of events "
+        "that break the tracking plan stays under the plan's max_violation_rate for that event."
+    ),
+)
+def tracking_plan_violation_rate(
+    warehouse: WarehouseResource, tracking_plan: TrackingPlanResource
+) -> dg.AssetCheckResult:
+    settings = tracking_plan.settings()
+    if settings.plan_file is None:
+        return dg.AssetCheckResult(passed=True, metadata={"plan": "none (TRACKING_PLAN unset)"})
+    try:
+        plan = load_plan(settings.plan_file)
+    except PlanError as exc:
+        return _result(False, None, None, str(exc))
+    with warehouse.open().connect(read_only=True) as sql:
+        rates = daily_rates(sql, PLAN_CHECK_DAYS)
+    over = [
+        {**r, "day": r["day"].isoformat(), "threshold": plan.threshold(r["type"], r["event"])}
+        for r in rates
+        if r["rate"] > plan.threshold(r["type"], r["event"])
+    ]
+    worst = max(over, key=lambda r: r["rate"] - r["threshold"], default=None)
+    reason = (
+        f"{len(over)} event-day(s) over their threshold; worst: {worst['type']} "
+        f"{worst['event']!r} on {worst['day']}, {worst['violating']} of {worst['events']} events "
+        f"({worst['rate']:.1%} > {worst['threshold']:.1%}); see raw.tracking_plan_violations"
+        if worst
+        else ""
+    )
+    return _result(
+        not over,
+        len(over),
+        0,
+        reason,
+        plan_version=plan.version,
+        event_days_checked=len({r["day"] for r in rates}),
+        over_threshold=dg.MetadataValue.json(
+            [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in over]
+        ),
+    )
+
+
 def build_checks(asset_keys: set[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
     """The checks whose asset exists (the funnel models may not be there yet)."""
     checks = [
         raw_freshness,
         latest_load_rejected_rate,
         duplicate_rate,
+        tracking_plan_violation_rate,
         session_sanity,
         funnel_monotonicity,
     ]

@@ -20,6 +20,7 @@ from pipelines.config import (
     KafkaSettings,
     QualityThresholds,
     Settings,
+    TrackingPlanSettings,
     WarehouseSettings,
 )
 from pipelines.warehouse import Warehouse, open_warehouse
@@ -139,6 +140,19 @@ class ThresholdsResource(dg.ConfigurableResource):
     max_raw_age_hours: float = _default(QualityThresholds, "max_raw_age_hours")
 
 
+class TrackingPlanResource(dg.ConfigurableResource):
+    """The tracking plan ingestion checks against and the violation-rate check reads
+    (pipelines.config.TrackingPlanSettings)."""
+
+    plan_file: str | None = None
+    plan_mode: str = _default(TrackingPlanSettings, "plan_mode")
+
+    def settings(self) -> TrackingPlanSettings:
+        return TrackingPlanSettings.of(
+            plan_file=Path(self.plan_file) if self.plan_file else None, plan_mode=self.plan_mode
+        )
+
+
 def _fields(section: BaseModel, resource: type[dg.ConfigurableResource]) -> dict[str, Any]:
     """The section's values for the resource's fields; strings set from the environment stay
     `dg.EnvVar`s, so the UI shows the variable's name and never a secret."""
@@ -164,5 +178,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "warehouse": WarehouseResource(**_fields(settings.warehouse, WarehouseResource)),
         "ingestion": IngestionResource(**_fields(settings.ingest, IngestionResource)),
         "thresholds": ThresholdsResource(**_fields(settings.thresholds, ThresholdsResource)),
+        "tracking_plan": TrackingPlanResource(
+            **_fields(settings.tracking_plan, TrackingPlanResource)
+        ),
         "dbt": dbt_resource(),
     }

@@ -25,6 +25,7 @@ from orchestration.resources import (
     IngestionResource,
     KafkaResource,
     ThresholdsResource,
+    TrackingPlanResource,
     WarehouseResource,
 )
 from pipelines.gaps import open_gaps
@@ -215,6 +216,7 @@ def kafka_ingestion(
     warehouse: WarehouseResource,
     ingestion: IngestionResource,
     thresholds: ThresholdsResource,
+    tracking_plan: TrackingPlanResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """One bounded drain of the tracking topic(s) into raw (pipelines.ingest.ingest), in
     `ingestion.shards` partition shards."""
@@ -228,6 +230,7 @@ def kafka_ingestion(
                 ingestion.start_from,
                 resume_from=config.resume_from,
                 log=context.log.info,
+                tracking_plan=tracking_plan.settings(),
             )
         else:
             result = ingest(
@@ -239,6 +242,7 @@ def kafka_ingestion(
                 on_batch=lambda s: context.log.debug(
                     f"{s.messages} messages ({s.accepted} accepted, {s.rejected} rejected)"
                 ),
+                tracking_plan=tracking_plan.settings(),
             )
     except OffsetGapError as exc:
         # the gap is in raw.ingestion_gaps; show it on the check, then fail the run loudly

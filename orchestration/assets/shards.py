@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from pipelines.config import IngestSettings, KafkaSettings, WarehouseSettings
+from pipelines.config import IngestSettings, KafkaSettings, TrackingPlanSettings, WarehouseSettings
 from pipelines.ingest import IngestResult
 from pipelines.kafka_source.helpers import IngestError, OffsetGapError
 
@@ -25,12 +25,16 @@ def run_shards(
     limits: IngestSettings,
     start_from: str,
     *,
+    tracking_plan: TrackingPlanSettings | None = None,
     resume_from: str | None = None,
     log: Callable[[str], None],
 ) -> IngestResult:
     """Every shard once; their results combined. Raises OffsetGapError if any shard found a gap
     (after the others finished), IngestError for any other failure."""
     env = {**os.environ, **kafka.as_env(), **warehouse.as_env(), **limits.as_env()}
+    if tracking_plan is not None:
+        env.pop("TRACKING_PLAN", None)  # unset in the resource: no plan, whatever the env says
+        env.update(tracking_plan.as_env())
     count = limits.shards
     resume = ["--resume-from", resume_from] if resume_from else []
     commands = [

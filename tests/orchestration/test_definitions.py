@@ -21,6 +21,7 @@ CUSTOM_CHECKS = {
     ("raw/tracking_events", "consumer_lag"),
     ("raw/tracking_events", "raw_freshness"),
     ("raw/tracking_events", "duplicate_rate"),
+    ("raw/tracking_events", "tracking_plan_violation_rate"),
     ("raw/tracking_events_rejected", "latest_load_rejected_rate"),
     ("analytics/fct_sessions", "session_sanity"),
 }
@@ -148,6 +149,7 @@ def test_ingest_job_runs_its_own_checks_but_starts_no_dbt() -> None:
         "kafka_ingestion",  # also reports consumer_lag and no_retention_gaps itself
         "raw__tracking_events_raw_freshness",
         "raw__tracking_events_duplicate_rate",
+        "raw__tracking_events_tracking_plan_violation_rate",
         "raw__tracking_events_rejected_latest_load_rejected_rate",
     }
     everything = {node.name for node in defs.resolve_job_def("everything_job").graph.node_defs}
