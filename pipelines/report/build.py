@@ -13,6 +13,7 @@ from pipelines.dbt import DBT_PROJECT_DIR
 from pipelines.names import ANALYTICS, SESSIONS_MART
 from pipelines.report import charts, page
 from pipelines.report.output import UnsafeOutput, check_output, check_picture, write_atomically
+from pipelines.report.plan import tracking_plan
 from pipelines.report.quality import (
     dbt_checks,
     empty_quality,
@@ -128,6 +129,7 @@ def collect(
         "channels": [],
         "channel_platform_sessions": [],
         "quality": None,
+        "tracking_plan": None,
     }
     extra = given_checks(checks) + dbt_checks(dbt_run_results)
     if not warehouse.exists():
@@ -155,6 +157,7 @@ def _collect(
     q = quality(wh, now)
     q["checks"] = extra + warehouse_checks(wh, q)
     data["quality"] = q
+    data["tracking_plan"] = tracking_plan(wh)
     missing = missing_marts(wh)
     if missing:
         data["empty_reason"] = (

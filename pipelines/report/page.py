@@ -258,6 +258,33 @@ def quality_section(q: dict[str, Any]) -> str:
     )
 
 
+def plan_section(tp: dict[str, Any] | None) -> str:
+    """Violations by event and rule, and their daily trend; nothing without a plan."""
+    if tp is None:
+        return ""
+    by_rule = table(
+        ["type", "event", "rule", "violations", "events"],
+        [
+            [r["type"], r["event"], r["rule"], number(r["violations"]), number(r["events"])]
+            for r in tp["by_rule"]
+        ],
+        "plan-by-rule",
+    )
+    trend = table(
+        ["day", "events", "breaking the plan", "share"],
+        [
+            [t["day"], number(t["events"]), number(t["violating"]), percent(t["rate"], 2)]
+            for t in tp["trend"]
+        ],
+        "plan-trend",
+    )
+    return (
+        '<section id="tracking-plan"><h2>Tracking plan</h2>'
+        f"<h3>Violations by event and rule</h3>{by_rule}"
+        f"<h3>Trend: events breaking the plan per day</h3>{trend}</section>"
+    )
+
+
 def render(data: dict[str, Any], specs: dict[str, dict[str, Any]]) -> str:
     if data["has_data"]:
         p = data["period"]
@@ -276,6 +303,7 @@ def render(data: dict[str, Any], specs: dict[str, dict[str, Any]]) -> str:
             "(or run <code>make demo</code>), then build this report again.</p></section>"
         )
     main += quality_section(data["quality"])
+    main += plan_section(data.get("tracking_plan"))
     scripts = ""
     if specs:
         scripts = (
