@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipelines.config import IngestSettings, PrivacyConfig, TrackingPlanSettings
 from pipelines.events import ACCEPTED_COLUMNS, MESSAGE_SCHEMA, validate
 from pipelines.names import RAW_EVENTS, RAW_REJECTED, RAW_REPLAYED, RAW_VIOLATIONS
 from pipelines.privacy import PrivacySettings, drop_suppressed, minimise, suppressed_tokens
 from pipelines.tracking_plan import VIOLATIONS_SCHEMA, check_batch, load_plan
+from pipelines.tracking_plan.check import violations_of_rows
 from pipelines.warehouse import Warehouse, WarehouseMissing
 
 
@@ -77,17 +77,16 @@ def replay_rejected(
             params,
         )
         accepted, rejected = validate(pending.cast(MESSAGE_SCHEMA), limits.max_event_bytes)
-        accepted = minimise(accepted, rules)
-        accepted, rejected, _ = drop_suppressed(accepted, rejected, suppressed, rules)
         violations = VIOLATIONS_SCHEMA.empty_table()
-        if plan is not None:
+        if plan is not None:  # as ingestion does: on the message as sent, before minimisation
             outcome = check_batch(accepted, plan, plan_settings.plan_mode)
-            accepted, violations = (
-                outcome.kept,
-                outcome.violations.filter(pc.equal(outcome.violations.column("action"), "kept")),
-            )
+            accepted, violations = outcome.kept, outcome.violations
             if outcome.blocked.num_rows:
                 rejected = pa.concat_tables([rejected, outcome.blocked.cast(rejected.schema)])
+        accepted = minimise(accepted, rules)
+        accepted, rejected, _ = drop_suppressed(accepted, rejected, suppressed, rules)
+        # only the violations of the messages this replay loads (erased people's are dropped)
+        violations = violations_of_rows(violations, accepted)
         result = ReplayResult(pending.num_rows, accepted.num_rows, rejected.num_rows)
         if dry_run:
             return result

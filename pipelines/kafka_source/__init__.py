@@ -31,7 +31,7 @@ from pipelines.names import EVENTS_TABLE, OFFSETS_TABLE, REJECTED_TABLE, VIOLATI
 from pipelines.offsets import StoredOffsets
 from pipelines.privacy import PrivacySettings, drop_suppressed, minimise
 from pipelines.tracking_plan import VIOLATIONS_SCHEMA, TrackingPlan, check_batch
-from pipelines.tracking_plan.check import Mode
+from pipelines.tracking_plan.check import Mode, violations_of_rows
 
 from .helpers import DrainStats, KafkaSession, OffsetGapError
 
@@ -115,23 +115,25 @@ def kafka_source(
             max_seconds=limits.max_seconds,
         ):
             accepted, rejected = validate(messages, limits.max_event_bytes)
+            violations = VIOLATIONS_SCHEMA.empty_table()
+            if plan is not None:
+                # before minimisation: a blocked event's dead letter keeps the bytes it was sent
+                # with, as every dead letter does, so a replay minimises it exactly once
+                outcome = check_batch(accepted, plan, plan_mode)
+                accepted, violations = outcome.kept, outcome.violations
+                if outcome.blocked.num_rows:
+                    rejected = pa.concat_tables([rejected, outcome.blocked.cast(rejected.schema)])
             if privacy is not None:
                 accepted = minimise(accepted, privacy)
                 accepted, rejected, erased = drop_suppressed(
                     accepted, rejected, suppressed, privacy
                 )
                 stats.suppressed += erased
-            if plan is not None:
-                # after minimisation: the plan checks events as they are stored
-                outcome = check_batch(accepted, plan, plan_mode)
-                accepted = outcome.kept
-                if outcome.blocked.num_rows:
-                    rejected = pa.concat_tables([rejected, outcome.blocked.cast(rejected.schema)])
-                stats.plan_violations += outcome.violating_events
-                if outcome.violations.num_rows:
-                    yield dlt.mark.with_table_name(
-                        with_load_id(outcome.violations), VIOLATIONS_TABLE
-                    )
+                if erased and violations.num_rows:
+                    violations = violations_of_rows(violations, accepted, rejected)
+            if violations.num_rows:
+                stats.plan_violations += len(set(violations.column("message_id").to_pylist()))
+                yield dlt.mark.with_table_name(with_load_id(violations), VIOLATIONS_TABLE)
             accepted, rejected = with_load_id(accepted), with_load_id(rejected)
             stats.accepted += accepted.num_rows
             stats.rejected += rejected.num_rows

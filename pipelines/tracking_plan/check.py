@@ -141,12 +141,34 @@ def check_batch(accepted: pa.Table, plan: TrackingPlan, mode: Mode) -> PlanOutco
     if not blocked:
         return PlanOutcome(accepted, _dead_letters(accepted.slice(0, 0), {}), violations)
     mask = pc.invert(pc.is_in(pa.array(range(accepted.num_rows)), pa.array(blocked)))
-    first_messages: dict[int, list[str]] = defaultdict(list)
+    sentences: dict[int, list[str]] = defaultdict(list)
     for i, finding, _ in rows:
-        first_messages[i].append(finding[3])
+        sentences[i].append(finding[3])
     out = accepted.take(pa.array(sorted(blocked)))
-    reasons = {pos: first_messages[i] for pos, i in enumerate(sorted(blocked))}
+    reasons = {pos: sentences[i] for pos, i in enumerate(sorted(blocked))}
     return PlanOutcome(accepted.filter(mask), _dead_letters(out, reasons), violations)
+
+
+def violations_of_rows(violations: pa.Table, *tables: pa.Table) -> pa.Table:
+    """The violations whose event is still a row of one of `tables` (by Kafka coordinates):
+    what is left after the rows of erased people were dropped."""
+    kept = {
+        (t, p, o)
+        for table in tables
+        for t, p, o in zip(
+            table.column("_kafka_topic").to_pylist(),
+            table.column("_kafka_partition").to_pylist(),
+            table.column("_kafka_offset").to_pylist(),
+            strict=True,
+        )
+    }
+    coordinates = zip(
+        violations.column("_kafka_topic").to_pylist(),
+        violations.column("_kafka_partition").to_pylist(),
+        violations.column("_kafka_offset").to_pylist(),
+        strict=True,
+    )
+    return violations.filter(pa.array([c in kept for c in coordinates], pa.bool_()))
 
 
 def _violations(accepted: pa.Table, rows: list[tuple[int, Finding, str]], version: str) -> pa.Table:

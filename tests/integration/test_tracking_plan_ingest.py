@@ -127,6 +127,14 @@ def test_block_dead_letters_then_replay_after_the_plan_is_fixed(
         "from raw.tracking_events_rejected",
     )
     assert {m for m, _ in dead} == blocked and {c for _, c in dead} == {"plan_violation"}
+    # the dead letter holds the bytes as sent (context.ip untruncated): a replay minimises once
+    sent = {json.loads(v)["messageId"]: v for _, v, _ in messages}
+    stored = query(
+        warehouse,
+        "select json_extract_string(decode(payload), '$.messageId'), payload "
+        "from raw.tracking_events_rejected",
+    )
+    assert all(payload == sent[m] for m, payload in stored)
     loaded = {m for (m,) in query(warehouse, "select message_id from raw.tracking_events")}
     assert not loaded & blocked  # unplanned events are flagged, never blocked
     assert _violations(warehouse) == expected
