@@ -28,6 +28,7 @@ def raw_row(
     partition: int = 0,
     campaign: dict[str, str] | None = None,
     load_id: str = "load-1",
+    previous_id: str | None = None,
 ) -> dict[str, Any]:
     """One raw row. `at` is the true (server) time; the device clock runs `skew` ahead."""
     device_ts = at + skew
@@ -63,6 +64,7 @@ def raw_row(
         "context": json.dumps(context),
         "properties": json.dumps(properties or {}),
         "traits": "{}",
-        "payload": "{}",
+        # staging reads an alias call's previousId from the payload
+        "payload": json.dumps({"previousId": previous_id} if previous_id else {}),
         "_dlt_load_id": load_id,
     }
