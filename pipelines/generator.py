@@ -3,10 +3,10 @@
 Visitors (web and mobile) come back over several days; each visit is a run of page/screen views,
 clicks and form submissions, sometimes the e-commerce path (product viewed -> added -> checkout
 started -> order completed) with drop-off at every step, sometimes a login (identify) after which
-events carry the userId. With 1,000 events or more, the identity scenarios of
-pipelines/generator_identity.py (alias chains, several devices, shared devices, a runaway
-component) are part of the traffic. Referrers and UTM campaigns give every visit a channel;
-a few bots crawl.
+events carry the userId. With `identity_scenarios=True` the scenarios of
+pipelines/generator_identity.py (an alias chain, several devices, shared devices, a runaway
+alias component) are part of the traffic too. Referrers and UTM campaigns give every visit a
+channel; a few bots crawl.
 
 Faults (optional): `duplicates` (the same message delivered twice), `late` (mobile events sent
 hours or days after they happened), `skew` (device clocks off by minutes to hours), `malformed`
@@ -28,12 +28,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pipelines.events import dumps
-from pipelines.generator_identity import Step, identity_scenarios
+from pipelines.generator_identity import Step, scenario_steps
 from pipelines.generator_truth import Event, ground_truth
 
 FAULTS = ("duplicates", "late", "skew", "malformed")
-# from this many events on, the traffic includes the identity scenarios (generator_identity.py)
-IDENTITY_SCENARIOS_FROM_EVENTS = 1000
 CHECKOUT_STEPS = ("Product Viewed", "Product Added", "Checkout Started", "Order Completed")
 
 _PAGES = [
@@ -398,8 +396,10 @@ def generate(
     seed: int = 42,
     start: date | None = None,
     faults: Iterable[str] = (),
+    identity_scenarios: bool = False,
 ) -> Traffic:
-    """Generate about `events` valid messages (exactly that many distinct messageIds)."""
+    """Generate about `events` valid messages (exactly that many distinct messageIds); with
+    `identity_scenarios`, the identity graph's scenarios take the first of them."""
     faults = set(faults)
     unknown = faults - set(FAULTS)
     if unknown:
@@ -410,11 +410,11 @@ def generate(
     start = start or (datetime.now(UTC).date() - timedelta(days=days))
     t0 = datetime(start.year, start.month, start.day, tzinfo=UTC)
     b = _Builder(rng, faults)
-    if events >= IDENTITY_SCENARIOS_FROM_EVENTS:
+    if identity_scenarios:
         # a random stream of their own: the rest of the traffic stays what the seed made it
         scenarios = _Builder(random.Random(seed + 1), faults)
         devices: dict[str, _Visitor] = {}
-        for step in identity_scenarios(scenarios.rng, t0, days):
+        for step in scenario_steps(scenarios.rng, t0, days):
             scenarios.scenario_step(step, devices)
         b.events.extend(scenarios.events)
     # people with accounts; visitors on two devices share one

@@ -1,6 +1,6 @@
 """The identity graph in the generated traffic: scenarios with a known answer, and the rule.
 
-Scenarios (`identity_scenarios`), added to the generator's traffic: an alias chain (an anonymous
+Scenarios (`scenario_steps`), added to the generator's traffic: an alias chain (an anonymous
 visitor signs up, `alias` previousId=anonymousId -> userId; a day later the account moves to a
 new id, `alias` old userId -> new userId; the person then logs in on a phone), a person on three
 devices, a shared device (identified as one person, hours later as another, anonymous events
@@ -43,7 +43,7 @@ class Step:
     previous_id: str | None = None
 
 
-def identity_scenarios(rng: random.Random, t0: datetime, days: int) -> list[Step]:
+def scenario_steps(rng: random.Random, t0: datetime, days: int) -> list[Step]:
     """The scenarios' events, all inside [t0, t0 + days)."""
     tag = f"{rng.getrandbits(32):08x}"
     span = timedelta(days=days)

@@ -7,6 +7,10 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
+
+from pipelines.events import ACCEPTED_COLUMNS, messages_table, validate
+
 _offsets: dict[int, int] = {}
 
 
@@ -68,3 +72,9 @@ def raw_row(
         "payload": json.dumps({"previousId": previous_id} if previous_id else {}),
         "_dlt_load_id": load_id,
     }
+
+
+def as_accepted(rows: list[dict]) -> pa.Table:
+    """Rows of raw_row as the table ingestion lands."""
+    schema = validate(messages_table([]))[0].schema  # the columns ingestion lands
+    return pa.Table.from_pylist([{c: r[c] for c in ACCEPTED_COLUMNS} for r in rows], schema=schema)

@@ -6,11 +6,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
-from pipelines.events import ACCEPTED_COLUMNS, messages_table, validate
 from pipelines.generator import generate
-from tests.dbt.fixtures import raw_row
+from tests.dbt.fixtures import as_accepted, raw_row
 from tests.dbt.warehouse import (
     MARTS,
     accepted_rows,
@@ -64,11 +62,6 @@ def assert_same_as_full_refresh(db: Path) -> None:
         )
 
 
-def as_accepted(rows: list[dict]) -> pa.Table:
-    schema = validate(messages_table([]))[0].schema  # the columns ingestion lands
-    return pa.Table.from_pylist([{c: r[c] for c in ACCEPTED_COLUMNS} for r in rows], schema=schema)
-
-
 def test_generator_batches_by_arrival_day_equal_full_refresh(tmp_path: Path) -> None:
     db = tmp_path / "warehouse.duckdb"
     traffic = generate(
@@ -78,6 +71,7 @@ def test_generator_batches_by_arrival_day_equal_full_refresh(tmp_path: Path) -> 
         seed=17,
         start=date(2024, 3, 1),
         faults={"duplicates", "late", "skew", "malformed"},
+        identity_scenarios=True,
     )
     batches = arrival_batches(accepted_rows(traffic))
     assert len(batches) >= 4, "expected late data arriving after the last generated day"
