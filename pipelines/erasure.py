@@ -37,7 +37,7 @@ from pipelines.names import (
 from pipelines.privacy import PAYLOAD_IDS, PrivacyError, PrivacySettings, id_sha256
 from pipelines.warehouse import SqlClient, Warehouse
 
-# the identity graph (dbt_project/README.md "Identity"); only its staging build is needed
+# the identity graph (dbt_project/README.md "Identity"); erasure builds it and staging, its input
 IDENTITY_MODEL = "int_identities__mapped"
 
 
@@ -76,7 +76,7 @@ def forget(
         )
     try:
         # the graph of the rows in raw now, by the rule the models use
-        run_dbt(warehouse, "run", "--select", f"{IDENTITY_MODEL}", "--quiet")
+        run_dbt(warehouse, "run", "--select", f"+{IDENTITY_MODEL}", "--quiet")
     except DbtFailed as exc:
         raise PrivacyError(
             f"building the identity graph failed, nothing was erased: {exc}"
