@@ -1,10 +1,13 @@
 """Erasure of one person (`trackflow forget`): raw rows, dead letters, the models, from now on.
 
-Every raw row of the person (all identities stitched to them) is deleted, their ids' tokens are
-added to a suppression list that ingestion and staging apply (so a replay of the topic or a
-backfill cannot bring them back), the request is recorded in an audit table without personal
-data, the models are rebuilt, and then the storage itself is purged: the warehouse rewritten
-without the freed blocks that still held the rows, dlt's copies of loaded rows removed.
+Every raw row of the person is deleted: the rows carrying any of their ids, which are the ids the
+identity graph gives the person (dbt's int_identities__mapped, rebuilt from raw first: user ids
+an alias merged, the devices that are theirs alone). A shared device (linked to several people)
+is not one of their ids: its rows carrying their userId go, the other person's stay. Their ids'
+tokens are added to a suppression list that ingestion and staging apply (so a replay of the
+topic or a backfill cannot bring them back), the request is recorded in an audit table without
+personal data, the models are rebuilt, and then the storage itself is purged: the warehouse
+rewritten without the freed blocks that still held the rows, dlt's copies of loaded rows removed.
 
 A dead letter is the person's when its Kafka key is one of their ids, or when its payload names
 one of them as anonymousId, userId or previousId: parsed as JSON where it parses, and where it
@@ -23,9 +26,19 @@ from datetime import UTC, datetime
 
 from pipelines.config import PrivacyConfig
 from pipelines.dbt import DbtFailed, run_dbt
-from pipelines.names import RAW, RAW_ERASURES, RAW_EVENTS, RAW_REJECTED, RAW_SUPPRESSIONS
+from pipelines.names import (
+    RAW,
+    RAW_ERASURES,
+    RAW_EVENTS,
+    RAW_REJECTED,
+    RAW_SUPPRESSIONS,
+    STAGING,
+)
 from pipelines.privacy import PAYLOAD_IDS, PrivacyError, PrivacySettings, id_sha256
 from pipelines.warehouse import SqlClient, Warehouse
+
+# the identity graph (dbt_project/README.md "Identity"); erasure builds it and staging, its input
+IDENTITY_MODEL = "int_identities__mapped"
 
 
 @dataclass
@@ -61,6 +74,13 @@ def forget(
             f"{warehouse.dlt_pipelines_dir()}; their rows would come back into raw after the "
             "erasure: run 'trackflow ingest' first (it loads them), then forget"
         )
+    try:
+        # the graph of the rows in raw now, by the rule the models use
+        run_dbt(warehouse, "run", "--select", f"+{IDENTITY_MODEL}", "--quiet")
+    except DbtFailed as exc:
+        raise PrivacyError(
+            f"building the identity graph failed, nothing was erased: {exc}"
+        ) from None
     with warehouse.connect() as sql:
         ids = _stitched_identities(sql, user_id=user_id, anonymous_id=anonymous_id)
         scope = "user_id" if user_id else "anonymous_id"
@@ -142,22 +162,13 @@ def _erase(
 def _stitched_identities(
     sql: SqlClient, *, user_id: str | None, anonymous_id: str | None
 ) -> list[str]:
-    """Every id connected to the person through events that carry both ids (either direction)."""
-    links = sql.rows(
-        f"""select distinct anonymous_id, user_id from {RAW_EVENTS}
-            where anonymous_id is not null and user_id is not null"""
+    """The id asked for and every id the identity graph gives its person as a whole."""
+    asked = user_id or anonymous_id or ""
+    rows = sql.rows(
+        f"""select identifier from {STAGING}.{IDENTITY_MODEL}
+            where user_id = (
+                select user_id from {STAGING}.{IDENTITY_MODEL} where identifier = ?
+            )""",
+        [asked],
     )
-    by_id: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    for a, u in links:
-        by_id.setdefault(("a", a), set()).add(("u", u))
-        by_id.setdefault(("u", u), set()).add(("a", a))
-    start = ("u", user_id or "") if user_id else ("a", anonymous_id or "")
-    seen = {start}
-    todo = [start]
-    while todo:
-        node = todo.pop()
-        for nxt in by_id.get(node, ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return sorted({v for _, v in seen if v})
+    return sorted({asked} | {identifier for (identifier,) in rows})

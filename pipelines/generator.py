@@ -3,15 +3,18 @@
 Visitors (web and mobile) come back over several days; each visit is a run of page/screen views,
 clicks and form submissions, sometimes the e-commerce path (product viewed -> added -> checkout
 started -> order completed) with drop-off at every step, sometimes a login (identify) after which
-events carry the userId. Referrers and UTM campaigns give every visit a channel; a few bots crawl.
+events carry the userId. With `identity_scenarios=True` the scenarios of
+pipelines/generator_identity.py (an alias chain, several devices, shared devices, a runaway
+alias component) are part of the traffic too. Referrers and UTM campaigns give every visit a
+channel; a few bots crawl.
 
 Faults (optional): `duplicates` (the same message delivered twice), `late` (mobile events sent
 hours or days after they happened), `skew` (device clocks off by minutes to hours), `malformed`
 (messages the validator must reject).
 
 The ground truth (pipelines/generator_truth.py) is computed from the true event times with the
-rules the marts document (dedup on messageId, skew-corrected time, retroactive identity
-stitching, sessions, channels, every declared funnel, bots excluded), independently of the SQL
+rules the marts document (dedup on messageId, skew-corrected time, the identity graph,
+sessions, channels, every declared funnel, bots excluded), independently of the SQL
 that implements them. Everything is deterministic for a given seed.
 """
 
@@ -25,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pipelines.events import dumps
+from pipelines.generator_identity import Step, scenario_steps
 from pipelines.generator_truth import Event, ground_truth
 
 FAULTS = ("duplicates", "late", "skew", "malformed")
@@ -165,6 +169,7 @@ class _Builder:
         props: dict | None = None,
         traits: dict | None = None,
         landing: dict | None = None,
+        previous_id: str | None = None,
     ) -> None:
         rng = self.rng
         send_delay = timedelta(milliseconds=rng.randint(5, 4000))
@@ -191,6 +196,8 @@ class _Builder:
             body["properties"] = props
         if traits is not None:
             body["traits"] = traits
+        if previous_id is not None:
+            body["previousId"] = previous_id
         # what the event says about where the visit came from, in the docs' terms: a campaign
         # (UTM) wins; a referrer is sent only in a web page's context (an app has none, so an
         # app opened from a search is direct); without either, direct
@@ -312,6 +319,31 @@ class _Builder:
             t += timedelta(seconds=gap)
         return t, logged_in
 
+    def scenario_step(self, step: Step, devices: dict[str, _Visitor]) -> None:
+        """One event of an identity scenario, on its device as its user (or anonymous)."""
+        v = devices.get(step.device)
+        if v is None:
+            agent = (
+                self.rng.choice(_WEB_AGENTS)
+                if step.platform == "web"
+                else f"ShopApp/4.2 ({step.platform}; build 400)"
+            )
+            v = devices[step.device] = _Visitor(
+                step.device, None, step.platform, False, timedelta(0), agent
+            )
+        v.user_id = step.user_id
+        view = step.kind in ("page", "screen")
+        self.emit(
+            v,
+            step.kind,
+            step.at,
+            step.user_id is not None,
+            event=step.event,
+            name=step.path if view else None,
+            path=step.path,
+            previous_id=step.previous_id,
+        )
+
     def landing(self) -> dict[str, Any]:
         rng = self.rng
         r = rng.random()
@@ -364,8 +396,10 @@ def generate(
     seed: int = 42,
     start: date | None = None,
     faults: Iterable[str] = (),
+    identity_scenarios: bool = False,
 ) -> Traffic:
-    """Generate about `events` valid messages (exactly that many distinct messageIds)."""
+    """Generate about `events` valid messages (exactly that many distinct messageIds); with
+    `identity_scenarios`, the identity graph's scenarios take the first of them."""
     faults = set(faults)
     unknown = faults - set(FAULTS)
     if unknown:
@@ -376,6 +410,13 @@ def generate(
     start = start or (datetime.now(UTC).date() - timedelta(days=days))
     t0 = datetime(start.year, start.month, start.day, tzinfo=UTC)
     b = _Builder(rng, faults)
+    if identity_scenarios:
+        # a random stream of their own: the rest of the traffic stays what the seed made it
+        scenarios = _Builder(random.Random(seed + 1), faults)
+        devices: dict[str, _Visitor] = {}
+        for step in scenario_steps(scenarios.rng, t0, days):
+            scenarios.scenario_step(step, devices)
+        b.events.extend(scenarios.events)
     # people with accounts; visitors on two devices share one
     people: list[str | None] = [
         f"user-{i:05d}" if rng.random() < 0.45 else None for i in range(users)

@@ -2,7 +2,7 @@
 
 Computed from the true event times and what the generator put in each event, with the rules the
 docs state (README.md, dbt_project/README.md: dedup on messageId, skew-corrected time,
-retroactive identity stitching, sessions, channels, funnel attempts), never by running the SQL
+the identity graph, sessions, channels, funnel attempts), never by running the SQL
 that implements them. The parameters the docs leave to configuration (session timeout and
 maximum length, engagement, conversion events, the declared funnels) are read from
 dbt_project.yml, so a funnel declared there has a truth without anyone writing one.
@@ -25,6 +25,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 
 from pipelines.dbt import DBT_PROJECT_DIR
+from pipelines.generator_identity import IdentityTruth
 from pipelines.report.warehouse import declared_funnels
 
 # identify (and group/alias) calls are not activity: they join no session and no funnel
@@ -82,6 +83,7 @@ class Rules:
     engaged: timedelta
     conversion_events: frozenset[str]
     funnels: tuple[Funnel, ...]
+    max_user_ids: int  # identities__max_user_ids
 
 
 def declared_rules(project_dir: Path = DBT_PROJECT_DIR) -> Rules:
@@ -114,6 +116,7 @@ def declared_rules(project_dir: Path = DBT_PROJECT_DIR) -> Rules:
         engaged=timedelta(seconds=int(config["sessions__engaged_seconds"])),
         conversion_events=frozenset(config["sessions__conversion_events"]),
         funnels=tuple(funnels),
+        max_user_ids=int(config["identities__max_user_ids"]),
     )
 
 
@@ -127,20 +130,17 @@ def ground_truth(events: Sequence[Event], rules: Rules | None = None) -> dict[st
     funnel's steps, from the distinct valid events the generator emitted."""
     rules = rules or declared_rules()
     per_day = Counter(e.at.date().isoformat() for e in events)
-    # identity: first (anonymousId, userId) pair by event time, applied retroactively
-    mapping: dict[str, str] = {}
-    for e in sorted(events, key=lambda e: (e.at, e.message_id)):
-        if e.user_id and e.anonymous_id not in mapping:
-            mapping[e.anonymous_id] = e.user_id
+    # identity: the graph's rule (generator_identity.py, README "Identity")
+    identity = IdentityTruth(events, rules.max_user_ids)
     by_entity: dict[str, list[Event]] = defaultdict(list)
     identified: set[str] = set()
     for e in events:
         if e.is_bot or e.type not in SESSION_EVENT_TYPES:
             continue
-        user_id = mapping.get(e.anonymous_id) or e.user_id
-        key = user_id or e.anonymous_id
+        person = identity.person_of(e)
+        key = person or e.anonymous_id
         by_entity[key].append(e)
-        if user_id:
+        if person:
             identified.add(key)
     sessions: list[tuple[str, list[Event]]] = []
     for key, evs in by_entity.items():
@@ -154,6 +154,7 @@ def ground_truth(events: Sequence[Event], rules: Rules | None = None) -> dict[st
             current.append(e)
         sessions.append((key, current))
 
+    identities = identity.identities()
     by_id: dict[str, dict[str, Any]] = {}
     daily: dict[str, Counter[str]] = defaultdict(Counter)
     daily_users: dict[str, set[str]] = defaultdict(set)
@@ -204,7 +205,9 @@ def ground_truth(events: Sequence[Event], rules: Rules | None = None) -> dict[st
         # a user is an entity with at least one session (dim_users' grain)
         "users": len(by_entity),
         "identified_users": len(identified),
-        "users_stitched": len(set(mapping.values())),
+        # the persons int_identities__mapped names, and its answer for every linked id
+        "users_stitched": len({person for person, *_ in identities.values() if person}),
+        "identities": identities,
         "bot_events": sum(1 for e in events if e.is_bot),
         "channels": {
             c: {"sessions": channels[c], "users": len(channel_users[c])} for c in sorted(channels)

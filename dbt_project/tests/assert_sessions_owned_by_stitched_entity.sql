@@ -25,7 +25,7 @@ select
     identities.user_id as stitched_to
 from session_anonymous_ids
 inner join identities
-    on session_anonymous_ids.anonymous_id = identities.anonymous_id
+    on session_anonymous_ids.anonymous_id = identities.identifier
 where
     identities.user_id != session_anonymous_ids.user_key
     and {{ in_partition_range('session_anonymous_ids.session_date') }}

@@ -23,7 +23,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     work = tmp_path_factory.mktemp("truth")
     db = work / "warehouse.duckdb"
     traffic = generate(
-        events=6000, users=300, days=3, seed=5, start=date(2024, 3, 1), faults=FAULTS
+        events=6000,
+        users=300,
+        days=3,
+        seed=5,
+        start=date(2024, 3, 1),
+        faults=FAULTS,
+        identity_scenarios=True,
     )
     append_raw(db, accepted_rows(traffic), "load-1")
     run_dbt(db, "build")

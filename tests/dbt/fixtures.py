@@ -7,6 +7,10 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
+
+from pipelines.events import ACCEPTED_COLUMNS, messages_table, validate
+
 _offsets: dict[int, int] = {}
 
 
@@ -28,6 +32,7 @@ def raw_row(
     partition: int = 0,
     campaign: dict[str, str] | None = None,
     load_id: str = "load-1",
+    previous_id: str | None = None,
 ) -> dict[str, Any]:
     """One raw row. `at` is the true (server) time; the device clock runs `skew` ahead."""
     device_ts = at + skew
@@ -63,6 +68,13 @@ def raw_row(
         "context": json.dumps(context),
         "properties": json.dumps(properties or {}),
         "traits": "{}",
-        "payload": "{}",
+        # staging reads an alias call's previousId from the payload
+        "payload": json.dumps({"previousId": previous_id} if previous_id else {}),
         "_dlt_load_id": load_id,
     }
+
+
+def as_accepted(rows: list[dict]) -> pa.Table:
+    """Rows of raw_row as the table ingestion lands."""
+    schema = validate(messages_table([]))[0].schema  # the columns ingestion lands
+    return pa.Table.from_pylist([{c: r[c] for c in ACCEPTED_COLUMNS} for r in rows], schema=schema)

@@ -124,10 +124,12 @@ PLANTS = {
         "assert_sessions_owned_by_stitched_entity",
         """
         update staging.int_identities__mapped set user_id = 'planted-other-user'
-        where anonymous_id = (
+        where identifier = (
             select anonymous_id
             from (select unnest(anonymous_ids) as anonymous_id from analytics.fct_sessions)
-            where anonymous_id in (select anonymous_id from staging.int_identities__mapped)
+            where anonymous_id in (
+                select identifier from staging.int_identities__mapped where not is_shared_device
+            )
             group by anonymous_id
             having count(*) = 1
             order by anonymous_id

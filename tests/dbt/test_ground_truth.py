@@ -48,6 +48,30 @@ def test_identities_match_truth(built: tuple[Path, dict]) -> None:
     assert (entities, identified) == (truth["users"], truth["identified_users"])
 
 
+def test_identity_graph_matches_truth(built: tuple[Path, dict]) -> None:
+    """Every linked id's person, shared-device and oversized flags equal the truth's rule
+    (pipelines/generator_identity.py), on traffic with each scenario the rule is about."""
+    db, truth = built
+    got = {
+        identifier: list(row)
+        for identifier, *row in query(
+            db,
+            "select identifier, user_id, identifier_type, is_shared_device, "
+            "is_in_oversized_component from staging.int_identities__mapped",
+        )
+    }
+    expected = truth["identities"]
+    wrong = {i: (got.get(i), v) for i, v in expected.items() if got.get(i) != v}
+    assert not wrong and got.keys() == expected.keys(), (
+        f"{len(wrong)} ids differ (marts, truth), e.g. {list(wrong.items())[:3]}; "
+        f"{len(got.keys() - expected.keys())} ids only in the marts"
+    )
+    # the scenarios are there: a merge by alias, shared devices, a runaway component
+    assert any(kind == "user_id" and person != i for i, (person, kind, *_) in expected.items())
+    assert sum(shared for _, _, shared, _ in expected.values()) >= 2
+    assert sum(oversized for *_, oversized in expected.values()) > 20
+
+
 def test_every_declared_funnel_matches_truth(built: tuple[Path, dict]) -> None:
     db, truth = built
     declared = yaml.safe_load((DBT_PROJECT / "dbt_project.yml").read_text())["vars"]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
-from pipelines.events import ACCEPTED_COLUMNS, messages_table, validate
 from pipelines.generator import generate
-from tests.dbt.fixtures import raw_row
+from tests.dbt.fixtures import as_accepted, raw_row
 from tests.dbt.warehouse import (
     MARTS,
     accepted_rows,
@@ -64,11 +62,6 @@ def assert_same_as_full_refresh(db: Path) -> None:
         )
 
 
-def as_accepted(rows: list[dict]) -> pa.Table:
-    schema = validate(messages_table([]))[0].schema  # the columns ingestion lands
-    return pa.Table.from_pylist([{c: r[c] for c in ACCEPTED_COLUMNS} for r in rows], schema=schema)
-
-
 def test_generator_batches_by_arrival_day_equal_full_refresh(tmp_path: Path) -> None:
     db = tmp_path / "warehouse.duckdb"
     traffic = generate(
@@ -78,6 +71,7 @@ def test_generator_batches_by_arrival_day_equal_full_refresh(tmp_path: Path) -> 
         seed=17,
         start=date(2024, 3, 1),
         faults={"duplicates", "late", "skew", "malformed"},
+        identity_scenarios=True,
     )
     batches = arrival_batches(accepted_rows(traffic))
     assert len(batches) >= 4, "expected late data arriving after the last generated day"
@@ -182,5 +176,71 @@ def test_day_by_day_runs_with_late_bridge_and_late_login(tmp_path: Path) -> None
     )
     assert (anonymous_ids, session_count) == (["b1"], 3)
     [(stale,)] = query(db, "select count(*) from analytics.dim_users where user_key = 'b1'")
+    assert stale == 0
+    assert_same_as_full_refresh(db)
+
+
+def test_late_alias_merging_two_histories_equals_full_refresh(tmp_path: Path) -> None:
+    """A late alias merges two histories already sessionized apart; a device identified as one
+    person and, a day later, as another is shared. Day partitions, run as a schedule would."""
+    db = tmp_path / "warehouse.duckdb"
+    day1 = utc(2024, 3, 1)
+    day2 = day1 + timedelta(days=1)
+
+    def visit(at: datetime, **ids: str) -> list[dict]:
+        return [raw_row(type="page", at=at + timedelta(minutes=m), path="/", **ids) for m in (0, 5)]
+
+    on_day1 = [
+        # u-old on the phone p1; the device s1 anonymous, then logged in as u-a
+        raw_row(type="identify", at=day1 + timedelta(hours=8), anonymous_id="p1", user_id="u-old"),
+        *visit(day1 + timedelta(hours=8, minutes=1), anonymous_id="p1", user_id="u-old"),
+        *visit(day1 + timedelta(hours=9), anonymous_id="s1"),
+        raw_row(
+            type="identify",
+            at=day1 + timedelta(hours=9, minutes=6),
+            anonymous_id="s1",
+            user_id="u-a",
+        ),
+    ]
+    on_day2 = [
+        # u-new on the laptop l1, a history of its own so far; u-b logs in on s1
+        *visit(day2 + timedelta(hours=10), anonymous_id="l1"),
+        raw_row(
+            type="identify",
+            at=day2 + timedelta(hours=10, minutes=6),
+            anonymous_id="l1",
+            user_id="u-new",
+        ),
+        raw_row(type="identify", at=day2 + timedelta(hours=14), anonymous_id="s1", user_id="u-b"),
+        *visit(day2 + timedelta(hours=15), anonymous_id="s1"),
+    ]
+    # sent two days late: the alias u-old -> u-new of day 2
+    on_day3 = [
+        raw_row(
+            type="alias",
+            at=day2 + timedelta(hours=12),
+            user_id="u-new",
+            previous_id="u-old",
+            delay=timedelta(days=2),
+        ),
+    ]
+    runs = [(on_day1, ["2024-03-01"]), (on_day2, ["2024-03-02"]), (on_day3, ["2024-03-02"])]
+    for i, (rows, days) in enumerate(runs):
+        append_raw(db, as_accepted(rows), f"load-{i}")
+        for day in days:
+            run_dbt(db, "build", vars={"min_date": day, "max_date": day})
+
+    sessions = query(
+        db,
+        "select user_key, strftime(started_at, '%d %H:%M'), event_count "
+        "from analytics.fct_sessions order by all",
+    )
+    assert sessions == [
+        ("u-a", "01 09:00", 2),  # anonymous on s1 before any login: the first person's
+        ("u-b", "02 15:00", 2),  # anonymous on s1 after u-b's login there
+        ("u-old", "01 08:01", 2),  # the merged person's key: its user id seen first
+        ("u-old", "02 10:00", 2),  # u-new's laptop, merged in by the late alias
+    ]
+    [(stale,)] = query(db, "select count(*) from analytics.dim_users where user_key = 'u-new'")
     assert stale == 0
     assert_same_as_full_refresh(db)

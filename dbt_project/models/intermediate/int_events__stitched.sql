@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('int_identities__relinked') }}
 -- depends_on: {{ source('raw', 'tracking_events') }}
 -- a table: every mart reads it several times. a run with min_date/max_date recomputes only the
 -- events that can have changed (see `scoped`); without them it is rebuilt in full.
@@ -24,14 +25,97 @@ identities as (
     select * from {{ ref('int_identities__mapped') }}
 ),
 
-stitched as (
+-- an event's own userId always wins (mapped to its person); an anonymous event goes to its
+-- device's person, unless the device is shared
+attributed as (
     select
         events.*,
-        coalesce(identities.user_id, events.user_id) as stitched_user_id,
-        coalesce(identities.user_id, events.user_id, events.anonymous_id) as user_key
+        coalesce(user_identities.user_id, events.user_id, device_identities.user_id)
+            as person_user_id,
+        events.user_id is null and coalesce(device_identities.is_shared_device, false)
+            as is_on_shared_device
     from events
-    left join identities
-        on events.anonymous_id = identities.anonymous_id
+    left join identities as user_identities
+        on events.user_id = user_identities.identifier
+    left join identities as device_identities
+        on events.anonymous_id = device_identities.identifier
+),
+
+shared_devices as (
+    select identifier as device_id from identities
+    where is_shared_device
+),
+
+-- on a shared device, an anonymous event belongs to the person whose link (login, alias) on
+-- that device came last before it, or to the first person linked there if none came before.
+-- the links and the anonymous events of shared devices, in one time line per device
+shared_device_timeline as (
+    select
+        anonymous_id as device_id,
+        event_at,
+        message_id,
+        person_user_id,
+        true as is_link
+    from attributed
+    where
+        user_id is not null
+        and anonymous_id in (select shared_devices.device_id from shared_devices)
+    union all
+    select
+        previous_id as device_id,
+        event_at,
+        message_id,
+        person_user_id,
+        true as is_link
+    from attributed
+    where
+        event_type = 'alias'
+        and previous_id in (select shared_devices.device_id from shared_devices)
+    union all
+    select
+        anonymous_id as device_id,
+        event_at,
+        message_id,
+        null as person_user_id,
+        false as is_link
+    from attributed
+    where is_on_shared_device
+),
+
+shared_device_attribution as (
+    select
+        message_id,
+        coalesce(
+            last_value(person_user_id ignore nulls) over device_order,
+            first_value(person_user_id ignore nulls) over (
+                partition by device_id order by event_at, message_id
+                rows between unbounded preceding and unbounded following
+            )
+        ) as device_user_id
+    from shared_device_timeline
+    window
+        device_order as (
+            partition by device_id order by event_at, message_id
+            rows between unbounded preceding and current row
+        )
+    qualify not is_link
+),
+
+stitched as (
+    select
+        attributed.* exclude (person_user_id, is_on_shared_device),  -- noqa: RF02
+        coalesce(attributed.person_user_id, shared_device_attribution.device_user_id)
+            as stitched_user_id,
+        coalesce(
+            attributed.person_user_id,
+            shared_device_attribution.device_user_id,
+            attributed.anonymous_id
+        ) as user_key
+    from attributed
+    left join shared_device_attribution
+        on
+            attributed.is_on_shared_device
+            and attributed.message_id = shared_device_attribution.message_id
 ),
 
 {%- if is_partition_run %}
@@ -41,18 +125,19 @@ rederived as (
     {{ messages_delivered_in_window() }}
 ),
 
--- anonymous ids first stitched in the window: all their events move to the user
-restitched as (
-    select anonymous_id from identities
-    where {{ in_partition_range('stitched_date') }}
+-- the ids whose person may have changed: all their events move
+relinked as (
+    select identifier from {{ ref('int_identities__relinked') }}
 ),
 
 touched_entities as (
     select user_key from stitched
     where message_id in (select rederived.message_id from rederived)
     union
-    select user_id as user_key from identities
-    where {{ in_partition_range('stitched_date') }}
+    select user_key from stitched
+    where
+        anonymous_id in (select relinked.identifier from relinked)
+        or user_id in (select relinked.identifier from relinked)
 ),
 
 -- of those, the entities that ever made a consent choice: their timeline may have changed, so
@@ -70,7 +155,8 @@ scoped as (
     {%- if is_partition_run %}
     where
         message_id in (select rederived.message_id from rederived)
-        or anonymous_id in (select restitched.anonymous_id from restitched)
+        or anonymous_id in (select relinked.identifier from relinked)
+        or user_id in (select relinked.identifier from relinked)
         or user_key in (select consent_entities.user_key from consent_entities)
     {%- endif %}
 ),

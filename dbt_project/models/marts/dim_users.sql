@@ -1,8 +1,9 @@
+-- depends_on: {{ ref('int_identities__relinked') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='replace_entities',
     replace_key='user_key',
-    replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'anonymous_id'},
+    replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'identifier'},
     unique_key='user_key',
 ) }}
 
@@ -18,10 +19,16 @@ identities as (
     select * from {{ ref('int_identities__mapped') }}
 ),
 
--- a partition run rebuilds the entities with any event (identify calls included) in the window
+-- a partition run rebuilds the entities with any event (identify calls included) in the window,
+-- and the persons holding an id whose person may have changed (int_identities__relinked)
 touched_entities as (  -- noqa: ST03
     select distinct user_key from {{ ref('int_events__stitched') }}
-    where {{ in_partition_range('event_date') }}
+    where
+        {{ in_partition_range('event_date') }}
+    {%- if is_partition_run %}
+        or anonymous_id in (select identifier from {{ ref('int_identities__relinked') }})
+        or user_id in (select identifier from {{ ref('int_identities__relinked') }})
+        {%- endif %}
 ),
 
 scoped_sessions as (
@@ -76,12 +83,15 @@ session_summary as (
     group by user_key
 ),
 
+-- the devices that belong to the person as a whole (a shared device belongs to no one)
 stitched_ids as (
     select
         user_id as user_key,
-        list_sort(list(anonymous_id)) as stitched_anonymous_ids,
+        list_sort(list(identifier) filter (where identifier_type = 'anonymous_id'))
+            as stitched_anonymous_ids,
         min(stitched_at) as first_identified_at
     from identities
+    where user_id is not null
     group by user_id
 ),
 

@@ -6,7 +6,7 @@
     materialized='incremental',
     incremental_strategy='replace_entities',
     replace_key='user_key',
-    replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'anonymous_id'},
+    replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'identifier'},
     unique_key='funnel_attempt_id',
 ) }}
 

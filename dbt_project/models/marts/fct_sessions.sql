@@ -1,9 +1,10 @@
+-- depends_on: {{ ref('int_identities__relinked') }}
 -- depends_on: {{ ref('int_identities__mapped') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='replace_entities',
     replace_key='user_key',
-    replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'anonymous_id'},
+    replace_aliases={'model': 'int_identities__mapped', 'entity': 'user_id', 'alias': 'identifier'},
     unique_key='session_id',
     replace_interval=['started_at', 'ended_at'],
 ) }}
@@ -25,26 +26,31 @@ events as not materialized (
 
 {%- if is_partition_run %}
 
-identities as (
-    select * from {{ ref('int_identities__mapped') }}
+-- the ids whose person may have changed (int_identities__relinked)
+relinked as (
+    select identifier from {{ ref('int_identities__relinked') }}
 ),
 
--- what makes a span dirty: an event dated inside the window, or any event of an anonymous id
--- that was first stitched inside the window (its earlier sessions now belong to the user)
+-- what makes a span dirty: an event dated inside the window, any event of an id whose person
+-- may have changed (its sessions may now belong to another person), and the stored sessions
+-- such an id was in (the person they were under may have lost events)
 dirty_points as (
     select
         user_key,
         event_at
     from events
-    where {{ in_partition_range('event_date') }}
+    where
+        {{ in_partition_range('event_date') }}
+        or anonymous_id in (select relinked.identifier from relinked)
+        or user_id in (select relinked.identifier from relinked)
     union all
     select
-        events.user_key,
-        events.event_at
-    from events
-    inner join identities
-        on events.anonymous_id = identities.anonymous_id
-    where {{ in_partition_range('identities.stitched_date') }}
+        stored.user_key,
+        unnest([stored.started_at, stored.ended_at]) as event_at
+    from {{ this }} as stored
+    where
+        stored.user_key in (select relinked.identifier from relinked)
+        or list_has_any(stored.anonymous_ids, (select list(relinked.identifier) from relinked))
 ),
 
 dirty_entity_events as (

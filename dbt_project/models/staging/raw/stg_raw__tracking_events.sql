@@ -74,6 +74,11 @@ typed as (
         name as view_name,
         anonymous_id,
         user_id,
+        -- the id an alias call merges into user_id; read from the payload of alias calls only
+        case
+            when lower(type) = 'alias'
+                then nullif(json_extract_string(payload, '$.previousId'), '')
+        end as previous_id,
         -- all timestamps become naive utc so date() never depends on the session time zone
         timezone('UTC', timestamp::timestamptz) as device_timestamp,
         timezone('UTC', sent_at::timestamptz) as sent_at,
@@ -194,6 +199,7 @@ enriched as (
         case when event_type = 'screen' then view_name end as screen_name,
         anonymous_id,
         user_id,
+        previous_id,
         device_timestamp,
         sent_at,
         received_at,
