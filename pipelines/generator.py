@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pipelines.events import dumps
+from pipelines.generator_journeys import product_journeys
 from pipelines.generator_truth import Event, ground_truth
 
 FAULTS = ("duplicates", "late", "skew", "malformed")
@@ -365,7 +366,8 @@ def generate(
     start: date | None = None,
     faults: Iterable[str] = (),
 ) -> Traffic:
-    """Generate about `events` valid messages (exactly that many distinct messageIds)."""
+    """Generate `events` valid messages (distinct messageIds), plus the product journeys of
+    one extra visitor per 300 events (pipelines/generator_journeys.py)."""
     faults = set(faults)
     unknown = faults - set(FAULTS)
     if unknown:
@@ -417,9 +419,14 @@ def generate(
                     seconds=rng.randint(0, 86_400 * days - 1)
                 )
     b.events = b.events[:events]
+    # the funnel features' traffic, from a random stream of its own (the events above stay the
+    # same for a seed): one journey visitor per 300 events
+    journeys = product_journeys(
+        _Builder(random.Random(f"journeys:{seed}"), faults), t0, days, max(1, events // 300)
+    )
 
     messages: list[tuple[datetime, bytes, bytes]] = [
-        (e.received_at, e.anonymous_id.encode(), dumps(e.body)) for e in b.events
+        (e.received_at, e.anonymous_id.encode(), dumps(e.body)) for e in b.events + journeys
     ]
     duplicates = 0
     if "duplicates" in faults:
@@ -435,7 +442,7 @@ def generate(
             messages.append((at, key or b"", value))
             malformed += 1
     messages.sort(key=lambda m: m[0])
-    truth = ground_truth(b.events)
+    truth = ground_truth(b.events + journeys)
     truth.update(
         {
             "seed": seed,
@@ -443,7 +450,7 @@ def generate(
             "start": start.isoformat(),
             "days": days,
             "messages": len(messages),
-            "valid_message_ids": len(b.events),
+            "valid_message_ids": len(b.events) + len(journeys),
             "duplicate_deliveries": duplicates,
             "malformed": malformed,
         }
@@ -451,5 +458,5 @@ def generate(
     return Traffic(
         messages=[(k, v, int(t.timestamp() * 1000)) for t, k, v in messages],
         truth=truth,
-        valid_ids=frozenset(e.message_id for e in b.events),
+        valid_ids=frozenset(e.message_id for e in b.events + journeys),
     )
