@@ -4,6 +4,8 @@ Visitors (web and mobile) come back over several days; each visit is a run of pa
 clicks and form submissions, sometimes the e-commerce path (product viewed -> added -> checkout
 started -> order completed) with drop-off at every step, sometimes a login (identify) after which
 events carry the userId. Referrers and UTM campaigns give every visit a channel; a few bots crawl.
+On top, one visitor per 300 events follows products in parallel (pipelines/generator_journeys.py:
+the traffic of the funnel features), from a random stream of its own.
 
 Faults (optional): `duplicates` (the same message delivered twice), `late` (mobile events sent
 hours or days after they happened), `skew` (device clocks off by minutes to hours), `malformed`
@@ -11,8 +13,8 @@ hours or days after they happened), `skew` (device clocks off by minutes to hour
 
 The ground truth (pipelines/generator_truth.py) is computed from the true event times with the
 rules the marts document (dedup on messageId, skew-corrected time, retroactive identity
-stitching, sessions, channels, every declared funnel, bots excluded), independently of the SQL
-that implements them. Everything is deterministic for a given seed.
+stitching, sessions, channels, every declared funnel with its features, bots excluded),
+independently of the SQL that implements them. Everything is deterministic for a given seed.
 """
 
 from __future__ import annotations
