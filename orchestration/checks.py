@@ -212,8 +212,8 @@ def _session_max_hours() -> float:
 @dg.asset_check(
     asset=AGG_FUNNEL_DAILY,
     description=(
-        "Attempts reaching step n+1 never exceed attempts reaching step n (per funnel, day, "
-        "platform and channel)."
+        "Attempts reaching a required step never exceed attempts reaching the required step "
+        "before it (per funnel, day, platform and channel); optional steps are left out."
     ),
 )
 def funnel_monotonicity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -228,6 +228,8 @@ def funnel_monotonicity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
                     order by step_number
                 ) as previous_reached
             from {FUNNEL_DAILY_TABLE}
+            -- an optional step may be reached by fewer attempts than the step after it
+            where not is_optional_step
         )
         select funnel_name, attempt_date, platform, channel, step_number, attempts_reached,
                previous_reached

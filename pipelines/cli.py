@@ -111,7 +111,9 @@ def broker_status(
 
 @app.command()
 def produce(
-    events: Annotated[int, typer.Option(help="valid events to generate")] = 10_000,
+    events: Annotated[
+        int, typer.Option(help="valid events to generate (plus 1 product-journey visitor per 300)")
+    ] = 10_000,
     users: Annotated[int, typer.Option(help="distinct visitors")] = 500,
     days: Annotated[int, typer.Option(help="days of traffic")] = 1,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same traffic)")] = 42,

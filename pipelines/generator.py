@@ -3,10 +3,11 @@
 Visitors (web and mobile) come back over several days; each visit is a run of page/screen views,
 clicks and form submissions, sometimes the e-commerce path (product viewed -> added -> checkout
 started -> order completed) with drop-off at every step, sometimes a login (identify) after which
-events carry the userId. With `identity_scenarios=True` the scenarios of
-pipelines/generator_identity.py (an alias chain, several devices, shared devices, a runaway
-alias component) are part of the traffic too. Referrers and UTM campaigns give every visit a
-channel; a few bots crawl.
+events carry the userId. Referrers and UTM campaigns give every visit a channel; a few bots crawl.
+On top, one visitor per 300 events follows products in parallel (pipelines/generator_journeys.py:
+the traffic of the funnel features), from a random stream of its own. With `identity_scenarios=True`
+the scenarios of pipelines/generator_identity.py (an alias chain, several devices, shared devices,
+a runaway alias component) are part of the traffic too.
 
 Faults (optional): `duplicates` (the same message delivered twice), `late` (mobile events sent
 hours or days after they happened), `skew` (device clocks off by minutes to hours), `malformed`
@@ -14,8 +15,8 @@ hours or days after they happened), `skew` (device clocks off by minutes to hour
 
 The ground truth (pipelines/generator_truth.py) is computed from the true event times with the
 rules the marts document (dedup on messageId, skew-corrected time, the identity graph,
-sessions, channels, every declared funnel, bots excluded), independently of the SQL
-that implements them. Everything is deterministic for a given seed.
+sessions, channels, every declared funnel with its features, bots excluded), independently of the
+SQL that implements them. Everything is deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from pipelines.events import dumps
 from pipelines.generator_identity import Step, scenario_steps
+from pipelines.generator_journeys import product_journeys
 from pipelines.generator_truth import Event, ground_truth
 
 FAULTS = ("duplicates", "late", "skew", "malformed")
@@ -398,8 +400,9 @@ def generate(
     faults: Iterable[str] = (),
     identity_scenarios: bool = False,
 ) -> Traffic:
-    """Generate about `events` valid messages (exactly that many distinct messageIds); with
-    `identity_scenarios`, the identity graph's scenarios take the first of them."""
+    """Generate about `events` valid messages (distinct messageIds), plus the product journeys
+    of one extra visitor per 300 events (pipelines/generator_journeys.py); with
+    `identity_scenarios`, the identity graph's scenarios take the first of the `events`."""
     faults = set(faults)
     unknown = faults - set(FAULTS)
     if unknown:
@@ -458,9 +461,14 @@ def generate(
                     seconds=rng.randint(0, 86_400 * days - 1)
                 )
     b.events = b.events[:events]
+    # the funnel features' traffic, from a random stream of its own (the events above stay the
+    # same for a seed): one journey visitor per 300 events
+    journeys = product_journeys(
+        _Builder(random.Random(f"journeys:{seed}"), faults), t0, days, max(1, events // 300)
+    )
 
     messages: list[tuple[datetime, bytes, bytes]] = [
-        (e.received_at, e.anonymous_id.encode(), dumps(e.body)) for e in b.events
+        (e.received_at, e.anonymous_id.encode(), dumps(e.body)) for e in b.events + journeys
     ]
     duplicates = 0
     if "duplicates" in faults:
@@ -476,7 +484,7 @@ def generate(
             messages.append((at, key or b"", value))
             malformed += 1
     messages.sort(key=lambda m: m[0])
-    truth = ground_truth(b.events)
+    truth = ground_truth(b.events + journeys)
     truth.update(
         {
             "seed": seed,
@@ -484,7 +492,7 @@ def generate(
             "start": start.isoformat(),
             "days": days,
             "messages": len(messages),
-            "valid_message_ids": len(b.events),
+            "valid_message_ids": len(b.events) + len(journeys),
             "duplicate_deliveries": duplicates,
             "malformed": malformed,
         }
@@ -492,5 +500,5 @@ def generate(
     return Traffic(
         messages=[(k, v, int(t.timestamp() * 1000)) for t, k, v in messages],
         truth=truth,
-        valid_ids=frozenset(e.message_id for e in b.events),
+        valid_ids=frozenset(e.message_id for e in b.events + journeys),
     )

@@ -14,7 +14,6 @@ event time, a skewed clock is corrected and a malformed message never becomes an
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 
 from pipelines.dbt import DBT_PROJECT_DIR
+from pipelines.funnel_truth import Funnel, declared_funnel, funnel_truth, page_path
 from pipelines.generator_identity import IdentityTruth
 from pipelines.report.warehouse import declared_funnels
 
@@ -49,34 +49,6 @@ class Event:
 
 
 @dataclass(frozen=True)
-class FunnelStep:
-    kind: str  # event | page_path | screen
-    value: str
-    properties: tuple[tuple[str, str], ...]
-
-    def matches(self, e: Event) -> bool:
-        if self.kind == "event":
-            hit = e.type == "track" and e.body.get("event") == self.value
-        elif self.kind == "page_path":
-            hit = e.type == "page" and _page_path(e) == self.value
-        else:
-            hit = e.type == "screen" and e.body.get("name") == self.value
-        props = e.body.get("properties") or {}
-        # the docs: property values "must all be equal (compared as text)"
-        return hit and all(key in props and _text(props[key]) == v for key, v in self.properties)
-
-
-@dataclass(frozen=True)
-class Funnel:
-    name: str
-    scope: str  # session | user
-    order: str  # sequential | strict | any
-    window: timedelta
-    steps: tuple[FunnelStep, ...]
-    labels: tuple[str, ...]  # the step labels the marts use (declared_funnels)
-
-
-@dataclass(frozen=True)
 class Rules:
     inactivity: timedelta
     max_length: timedelta
@@ -91,31 +63,18 @@ def declared_rules(project_dir: Path = DBT_PROJECT_DIR) -> Rules:
     scope, order, window and step labels are read as the report reads them; only what an event
     must be to match a step is read here."""
     config = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]
-    funnels = []
-    for declared, f in zip(
-        declared_funnels(project_dir), config["funnels__definitions"], strict=True
-    ):
-        steps = []
-        for s in f["steps"]:
-            [kind] = [k for k in ("event", "page_path", "screen") if k in s]
-            props = tuple((k, _text(v)) for k, v in (s.get("properties") or {}).items())
-            steps.append(FunnelStep(kind, str(s[kind]), props))
-        funnels.append(
-            Funnel(
-                name=declared.name,
-                scope=declared.scope or "session",
-                order=declared.order or "sequential",
-                window=timedelta(minutes=int(f["window_minutes"])),
-                steps=tuple(steps),
-                labels=declared.step_names,
-            )
+    funnels = tuple(
+        declared_funnel(f, declared.name, declared.step_names)
+        for declared, f in zip(
+            declared_funnels(project_dir), config["funnels__definitions"], strict=True
         )
+    )
     return Rules(
         inactivity=timedelta(minutes=int(config["sessions__inactivity_minutes"])),
         max_length=timedelta(hours=int(config["sessions__max_length_hours"])),
         engaged=timedelta(seconds=int(config["sessions__engaged_seconds"])),
         conversion_events=frozenset(config["sessions__conversion_events"]),
-        funnels=tuple(funnels),
+        funnels=funnels,
         max_user_ids=int(config["identities__max_user_ids"]),
     )
 
@@ -228,78 +187,15 @@ def _landing_page(session: list[Event]) -> str:
     """The report's landing page: the first page view's path, else the first screen's name."""
     page = next((e for e in session if e.type == "page"), None)
     if page is not None:
-        return _page_path(page) or "/"
+        return page_path(page) or "/"
     screen = next((e for e in session if e.type == "screen"), None)
     return f"screen: {screen.body.get('name')}" if screen is not None else "(none)"
 
 
 def _funnel_truth(f: Funnel, sessions: list[tuple[str, list[Event]]]) -> dict[str, Any]:
-    """Attempts reaching each step of `f` over every entity (a session, or a user's sessions)."""
-    if f.scope == "session":
-        entities = [s for _, s in sessions]
-    else:
-        per_user: dict[str, list[Event]] = defaultdict(list)
-        for key, s in sessions:  # each user's sessions are in time order already
-            per_user[key].extend(s)
-        entities = list(per_user.values())
-    reached = [0] * len(f.steps)
-    for evs in entities:
-        for furthest in funnel_attempts(evs, f):
-            for k in range(furthest):
-                reached[k] += 1
-    return {"steps": list(f.labels), "reached": reached}
-
-
-def funnel_attempts(events: Sequence[Event], f: Funnel) -> list[int]:
-    """How many steps each attempt at `f` reached, for one entity's events in (time,
-    message_id) order, by the documented rules:
-
-    an attempt begins at an event that can start the funnel (a step-1 event; in `any` order an
-    event of any step), the entity's first, then the first after the previous attempt closed.
-    `sequential`: each step is the first matching event after the previous one; `strict`: it is
-    the very next event; `any`: the steps are the distinct steps done, in any order. Only events
-    within the window (inclusive) of the first step count. An attempt closes after its last
-    step's event when it converts, in strict order as soon as the sequence breaks, otherwise
-    when its window has passed.
-    """
-    n = len(f.steps)
-    hits = [{k for k, step in enumerate(f.steps) if step.matches(e)} for e in events]
-    attempts: list[int] = []
-    i = 0
-    while True:
-        start = next(
-            (j for j in range(i, len(events)) if (hits[j] if f.order == "any" else 0 in hits[j])),
-            None,
-        )
-        if start is None:
-            return attempts
-        window_ends = events[start].at + f.window
-        last_in_window = start
-        while last_in_window + 1 < len(events) and events[last_in_window + 1].at <= window_ends:
-            last_in_window += 1
-        if f.order == "any":
-            first: dict[int, int] = {}
-            for j in range(start, last_in_window + 1):
-                for k in hits[j]:
-                    first.setdefault(k, j)
-            reached, last = len(first), max(first.values())
-        else:
-            reached, last = 1, start
-            for j in range(start + 1, last_in_window + 1):
-                if reached == n:
-                    break
-                if reached in hits[j]:
-                    reached, last = reached + 1, j
-                elif f.order == "strict":
-                    break
-        attempts.append(reached)
-        i = last + 1 if reached == n or f.order == "strict" else last_in_window + 1
-
-
-def _page_path(e: Event) -> str | None:
-    path: str | None = ((e.body.get("context") or {}).get("page") or {}).get("path")
-    return path
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    """`f`'s attempts over every entity (a session, or a user's sessions)."""
+    per_user: dict[str, list[Event]] = defaultdict(list)
+    for key, s in sessions:  # each user's sessions are in time order already
+        per_user[key].extend(s)
+    users = list(per_user.values())
+    return funnel_truth(f, [s for _, s in sessions] if f.scope == "session" else users, users)

@@ -18,7 +18,7 @@
             {{ exceptions.raise_compiler_error("funnel name " ~ name ~ " is declared twice") }}
         {%- endif -%}
         {%- do seen.append(name) -%}
-        {%- set unknown = f.keys() | reject('in', ['name', 'scope', 'order', 'window_minutes', 'steps', 'description']) | list -%}
+        {%- set unknown = f.keys() | reject('in', ['name', 'scope', 'order', 'window_minutes', 'steps', 'description', 'exclusions', 'hold_constant']) | list -%}
         {%- if unknown -%}
             {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": unknown keys " ~ (unknown | tojson)) }}
         {%- endif -%}
@@ -51,40 +51,128 @@
             {%- if kinds | length != 1 -%}
                 {{ exceptions.raise_compiler_error(where ~ " (" ~ step_name ~ "): give exactly one of event, page_path, screen") }}
             {%- endif -%}
-            {%- set unknown_step_keys = s.keys() | reject('in', ['name', 'event', 'page_path', 'screen', 'properties']) | list -%}
+            {%- set unknown_step_keys = s.keys() | reject('in', ['name', 'event', 'page_path', 'screen', 'properties', 'optional', 'first_time']) | list -%}
             {%- if unknown_step_keys -%}
                 {{ exceptions.raise_compiler_error(where ~ ": unknown keys " ~ (unknown_step_keys | tojson)) }}
             {%- endif -%}
-            {%- set filters = [] -%}
-            {%- set props = s.get('properties', {}) -%}
-            {%- if props is not mapping -%}
-                {{ exceptions.raise_compiler_error(where ~ ": properties must be a mapping of key: value") }}
+            {%- set optional = funnel_flag(s, 'optional', where) -%}
+            {%- if optional and order != 'sequential' -%}
+                {{ exceptions.raise_compiler_error(where ~ " (" ~ step_name ~ "): optional steps need order sequential (in strict order every event is a step; in any order steps are counted by position, not by name)") }}
             {%- endif -%}
-            {%- for key, value in props.items() -%}
-                {%- do filters.append({
-                    'key': plain_key(key, where ~ ' property key'),
-                    'literal': plain_literal(value, where ~ ' property ' ~ key ~ ' value'),
-                }) -%}
-            {%- endfor -%}
+            {%- if optional and (loop.first or loop.last) -%}
+                {{ exceptions.raise_compiler_error(where ~ " (" ~ step_name ~ "): the first and the last step cannot be optional (an attempt starts at the first and converts at the last)") }}
+            {%- endif -%}
             {%- do steps.append({
                 'name': step_name,
                 'kind': kinds[0],
                 'literal': plain_literal(s[kinds[0]], where ~ ' ' ~ kinds[0]),
-                'filters': filters,
+                'filters': funnel_property_filters(s.get('properties', {}), where),
+                'optional': optional,
+                'first_time': funnel_flag(s, 'first_time', where),
             }) -%}
         {%- endfor -%}
+        {%- set hold_constant = funnel_hold_constant(f.get('hold_constant', []), name, order) -%}
+        {%- set exclusions = funnel_exclusions(f.get('exclusions', []), name, order, step_names) -%}
         {%- do funnels.append({
             'name': name,
             'scope': scope,
             'order': order,
             'window_minutes': window_minutes,
             'steps': steps,
+            'hold_constant': hold_constant,
+            'exclusions': exclusions,
+            'has_optional': steps | selectattr('optional') | list | length > 0,
         }) -%}
     {%- endfor -%}
     {%- if funnels | length == 0 -%}
         {{ exceptions.raise_compiler_error("var funnels__definitions declares no funnel") }}
     {%- endif -%}
     {{ return(funnels) }}
+{%- endmacro %}
+
+
+{#- a step's `properties`: {key, literal} pairs every matching event must carry -#}
+{% macro funnel_property_filters(props, where) -%}
+    {%- if props is not mapping -%}
+        {{ exceptions.raise_compiler_error(where ~ ": properties must be a mapping of key: value") }}
+    {%- endif -%}
+    {%- set filters = [] -%}
+    {%- for key, value in props.items() -%}
+        {%- do filters.append({
+            'key': plain_key(key, where ~ ' property key'),
+            'literal': plain_literal(value, where ~ ' property ' ~ key ~ ' value'),
+        }) -%}
+    {%- endfor -%}
+    {{ return(filters) }}
+{%- endmacro %}
+
+
+{% macro funnel_flag(mapping, key, where) -%}
+    {%- set value = mapping.get(key, false) -%}
+    {%- if value is not boolean -%}
+        {{ exceptions.raise_compiler_error(where ~ ": " ~ key ~ " must be true or false, got " ~ (value | tojson)) }}
+    {%- endif -%}
+    {{ return(value) }}
+{%- endmacro %}
+
+
+{#- hold_constant: the property keys every step of one attempt shares the value of -#}
+{% macro funnel_hold_constant(raw, name, order) -%}
+    {%- set where = "funnel " ~ name ~ ": hold_constant" -%}
+    {%- if raw is string or raw is mapping or raw is not iterable -%}
+        {{ exceptions.raise_compiler_error(where ~ " must be a list of property keys") }}
+    {%- endif -%}
+    {%- set keys = [] -%}
+    {%- for key in raw -%}
+        {%- do keys.append(plain_key(key, where ~ ' key')) -%}
+    {%- endfor -%}
+    {%- if keys | unique | list | length != keys | length -%}
+        {{ exceptions.raise_compiler_error(where ~ " names a key twice") }}
+    {%- endif -%}
+    {%- if keys and order == 'strict' -%}
+        {{ exceptions.raise_compiler_error(where ~ " is not supported with order strict (the very next event of an entity can carry another value, so parallel attempts would break each other)") }}
+    {%- endif -%}
+    {{ return(keys) }}
+{%- endmacro %}
+
+
+{#- exclusions: [{event, after, before, properties}], after and before being step names in order -#}
+{% macro funnel_exclusions(raw, name, order, step_names) -%}
+    {%- if raw is string or raw is mapping or raw is not iterable -%}
+        {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": exclusions must be a list of {event, after, before}") }}
+    {%- endif -%}
+    {%- if raw | length > 0 and order != 'sequential' -%}
+        {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": exclusions need order sequential (in strict order no event comes between two steps; in any order steps have no order)") }}
+    {%- endif -%}
+    {%- set exclusions = [] -%}
+    {%- for x in raw -%}
+        {%- set where = "funnel " ~ name ~ " exclusion #" ~ loop.index -%}
+        {%- if x is not mapping -%}
+            {{ exceptions.raise_compiler_error(where ~ " must be a mapping") }}
+        {%- endif -%}
+        {%- set unknown = x.keys() | reject('in', ['event', 'after', 'before', 'properties']) | list -%}
+        {%- if unknown -%}
+            {{ exceptions.raise_compiler_error(where ~ ": unknown keys " ~ (unknown | tojson)) }}
+        {%- endif -%}
+        {%- for key in ['after', 'before'] -%}
+            {%- if x.get(key) not in step_names -%}
+                {{ exceptions.raise_compiler_error(where ~ ": " ~ key ~ " must name a step of the funnel (" ~ (step_names | join(', ')) ~ "), got " ~ (x.get(key) | tojson)) }}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- set after = step_names.index(x.after) + 1 -%}
+        {%- set before = step_names.index(x.before) + 1 -%}
+        {%- if after >= before -%}
+            {{ exceptions.raise_compiler_error(where ~ ": step " ~ x.after ~ " must come before step " ~ x.before) }}
+        {%- endif -%}
+        {%- do exclusions.append({
+            'kind': 'event',
+            'literal': plain_literal(x.get('event'), where ~ ' event'),
+            'filters': funnel_property_filters(x.get('properties', {}), where),
+            'after': after,
+            'before': before,
+        }) -%}
+    {%- endfor -%}
+    {{ return(exclusions) }}
 {%- endmacro %}
 
 
@@ -122,4 +210,16 @@
         {%- endif -%}
     {%- endfor -%}
     {{ return(names) }}
+{%- endmacro %}
+
+
+{#- the step number of the required step before step k (0 for step 1) -#}
+{% macro funnel_previous_required(f, k) -%}
+    {%- set before = [0] -%}
+    {%- for s in f.steps[:k - 1] -%}
+        {%- if not s.optional -%}
+            {%- do before.append(loop.index) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(before | last) }}
 {%- endmacro %}

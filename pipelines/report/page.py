@@ -112,7 +112,7 @@ def funnel_section(f: dict[str, Any]) -> str:
         ],
         [
             [
-                f"{s['step_number']}. {s['step_name']}",
+                f"{s['step_number']}. {s['step_name']}" + (" (optional)" if s["optional"] else ""),
                 number(s["reached"]),
                 percent(s["conversion_from_previous"]),
                 percent(s["conversion_from_first"]),
@@ -129,7 +129,8 @@ def funnel_section(f: dict[str, Any]) -> str:
         body = '<p class="empty">No attempts yet.</p>'
     else:
         body = (
-            f'<div class="row">{chart("funnel:" + name)}<div>{steps}</div></div>'
+            f'<div class="row">{chart("funnel:" + name)}<div>{steps}'
+            f"{funnel_features(f)}</div></div>"
             f'<div class="row">{chart("funnel:" + name + ":platform")}'
             f"{chart('funnel:' + name + ':channel')}</div>"
         )
@@ -138,6 +139,28 @@ def funnel_section(f: dict[str, Any]) -> str:
         f'<h3>{escape(name)} <span class="about">{escape(about)}</span></h3>'
         f'<div class="tiles">{tiles}</div>{body}</section>'
     )
+
+
+def funnel_features(f: dict[str, Any]) -> str:
+    """The exclusions and optional steps of a funnel that uses them (README "Funnel features")."""
+    parts = []
+    if f["excluded"]:
+        parts.append(
+            f'<p class="feature" data-section="exclusions">Excluded: '
+            f'<b data-metric="funnel.{escape(f["name"])}.excluded">{number(f["excluded"])}</b> '
+            "attempts (an exclusion event came between two of their steps), counted in no step."
+            "</p>"
+        )
+    if f["optional_steps"]:
+        rows = [
+            [o["step_name"], number(o["taken"]), number(o["skipped"])] for o in f["optional_steps"]
+        ]
+        parts.append(
+            '<div class="feature" data-section="optional">'
+            + table(["optional step", "taken", "skipped"], rows, "optional-steps")
+            + "</div>"
+        )
+    return "".join(parts)
 
 
 def sessions_section(data: dict[str, Any]) -> str:

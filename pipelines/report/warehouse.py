@@ -254,7 +254,9 @@ def _funnel(
             any_value(step_name) as step_name,
             sum(attempts_reached) as reached,
             sum(attempts_dropped_off) as dropped_off,
-            sum(attempts_still_open) as still_open
+            sum(attempts_still_open) as still_open,
+            sum(attempts_excluded) as excluded,
+            bool_or(is_optional_step) as optional
         from analytics.agg_funnel_daily
         where funnel_name = ?
         group by step_number
@@ -264,7 +266,15 @@ def _funnel(
     )
     if not steps:
         steps = [
-            {"step_number": i, "step_name": s, "reached": 0, "dropped_off": 0, "still_open": 0}
+            {
+                "step_number": i,
+                "step_name": s,
+                "reached": 0,
+                "dropped_off": 0,
+                "still_open": 0,
+                "excluded": 0,
+                "optional": False,
+            }
             for i, s in enumerate(declared_steps, start=1)
         ]
     medians = _median_seconds_to_reach(wh, name, step_columns[: len(steps)])
@@ -274,7 +284,8 @@ def _funnel(
         s["conversion_from_first"] = s["reached"] / entered if entered else None
         s["conversion_from_previous"] = s["reached"] / previous if previous else None
         s["median_seconds_to_reach"] = medians.get(s["step_number"])
-        previous = s["reached"]
+        if not s["optional"]:  # a step is measured from the required step before it
+            previous = s["reached"]
     converted = steps[-1]["reached"] if steps else 0
     convert = wh.one(
         "select median(seconds_to_convert) as median_seconds_to_convert, "
@@ -282,6 +293,7 @@ def _funnel(
         "from analytics.fct_funnel_progress where funnel_name = ?",
         [name],
     )
+    skipped = _optional_steps_skipped(wh, name, steps, step_columns[: len(steps)])
     last_step = len(steps)
     breakdowns = {
         dim: wh.records(
@@ -316,6 +328,18 @@ def _funnel(
         "converted": converted,
         "conversion_rate": converted / entered if entered else None,
         "still_open": convert.get("still_open", 0),
+        # attempts counted in no step: an exclusion event came between two of their steps
+        "excluded": steps[0]["excluded"] if steps else 0,
+        # optional steps: taken (reached) and skipped (a later required step reached without it)
+        "optional_steps": [
+            {
+                "step_name": s["step_name"],
+                "taken": s["reached"],
+                "skipped": skipped[s["step_number"]],
+            }
+            for s in steps
+            if s["optional"]
+        ],
         "median_seconds_to_convert": convert.get("median_seconds_to_convert"),
         "steps": steps,
         "by_platform": breakdowns["platform"],
@@ -332,5 +356,31 @@ def _median_seconds_to_reach(
     parts = ", ".join(
         f"median(epoch({c}) - epoch(started_at)) as s{int(c[5:-3])}" for c in step_columns
     )
-    row = wh.one(f"select {parts} from analytics.fct_funnel_progress where funnel_name = ?", [name])
+    row = wh.one(
+        f"select {parts} from analytics.fct_funnel_progress "
+        "where funnel_name = ? and not is_excluded",
+        [name],
+    )
     return {int(k[1:]): v for k, v in row.items()}
+
+
+def _optional_steps_skipped(
+    wh: Reader, name: str, steps: list[dict[str, Any]], step_columns: list[str]
+) -> dict[int, int]:
+    """Per optional step number: the attempts (not excluded) that reached a later required step
+    without it."""
+    out = {}
+    required = [c for c, s in zip(step_columns, steps, strict=False) if not s["optional"]]
+    for column, s in zip(step_columns, steps, strict=False):
+        later = [c for c in required if int(c[5:-3]) > s["step_number"]]
+        if not s["optional"] or not later:
+            continue
+        # columns come from information_schema (step_<n>_at), never from input
+        reached_later = " or ".join(f"{c} is not null" for c in later)
+        row = wh.one(
+            f"select count(*) as n from analytics.fct_funnel_progress where funnel_name = ? "
+            f"and not is_excluded and {column} is null and ({reached_later})",
+            [name],
+        )
+        out[s["step_number"]] = row["n"]
+    return out

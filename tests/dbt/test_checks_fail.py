@@ -90,7 +90,10 @@ PLANTS = {
         from analytics.agg_funnel_daily as first
         where
             second.funnel_daily_id = (
-                select min(funnel_daily_id) from analytics.agg_funnel_daily where step_number = 2
+                -- a required step: the check leaves optional steps out (the step after an
+                -- optional one may be reached by more attempts than it)
+                select min(funnel_daily_id) from analytics.agg_funnel_daily
+                where step_number = 2 and not is_optional_step
             )
             and first.step_number = 1
             and first.funnel_name = second.funnel_name

@@ -11,6 +11,8 @@ import pytest
 from tests.dbt.warehouse import DBT_PROJECT, run_dbt
 
 CHECKOUT_STEP = {"name": "viewed", "event": "Product Viewed"}
+ADDED_STEP = {"name": "added", "event": "Product Added"}
+ORDERED_STEP = {"name": "ordered", "event": "Order Completed"}
 
 
 def funnel(**overrides: object) -> dict[str, object]:
@@ -41,6 +43,59 @@ def funnel(**overrides: object) -> dict[str, object]:
             funnel(order="loose", window_minutes="60 minute) or (1"),
             "order must be sequential, strict or any",
         ),
+        # the funnel features (README "Funnel features")
+        (funnel(exclude=[]), 'unknown keys ["exclude"]'),
+        (
+            funnel(steps=[CHECKOUT_STEP, {**ADDED_STEP, "optinal": True}]),
+            'unknown keys ["optinal"]',
+        ),
+        (
+            funnel(steps=[CHECKOUT_STEP, {**ADDED_STEP, "first_time": "yes"}]),
+            'first_time must be true or false, got "yes"',
+        ),
+        (
+            funnel(steps=[CHECKOUT_STEP, {**ADDED_STEP, "optional": True}]),
+            "the first and the last step cannot be optional",
+        ),
+        (
+            funnel(
+                order="strict",
+                steps=[CHECKOUT_STEP, {**ADDED_STEP, "optional": True}, ORDERED_STEP],
+            ),
+            "optional steps need order sequential",
+        ),
+        (
+            funnel(
+                steps=[CHECKOUT_STEP, ADDED_STEP],
+                exclusions=[{"event": "Product Removed", "after": "viewed", "before": "paid"}],
+            ),
+            'before must name a step of the funnel (viewed, added), got "paid"',
+        ),
+        (
+            funnel(
+                steps=[CHECKOUT_STEP, ADDED_STEP],
+                exclusions=[{"event": "Product Removed", "after": "added", "before": "viewed"}],
+            ),
+            "step added must come before step viewed",
+        ),
+        (
+            funnel(
+                steps=[CHECKOUT_STEP, ADDED_STEP],
+                exclusions=[{"event": "x", "after": "viewed", "before": "added", "when": 1}],
+            ),
+            'unknown keys ["when"]',
+        ),
+        (
+            funnel(
+                order="any",
+                steps=[CHECKOUT_STEP, ADDED_STEP],
+                exclusions=[{"event": "x", "after": "viewed", "before": "added"}],
+            ),
+            "exclusions need order sequential",
+        ),
+        (funnel(order="strict", hold_constant=["product_id"]), "not supported with order strict"),
+        (funnel(hold_constant="product_id"), "hold_constant must be a list of property keys"),
+        (funnel(hold_constant=["product id"]), "is not a plain key"),
     ],
 )
 def test_bad_funnel_config_fails_compilation(

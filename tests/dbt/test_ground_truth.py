@@ -80,23 +80,51 @@ def test_every_declared_funnel_matches_truth(built: tuple[Path, dict]) -> None:
     assert list(truth["funnels"]) == names
     for name, expected in truth["funnels"].items():
         n = len(expected["reached"])
-        counts = ", ".join(f"count(step_{k}_at)" for k in range(1, n + 1))
-        [(*reached, converted)] = query(
+        counts = ", ".join(
+            f"count(step_{k}_at) filter (where not is_excluded)" for k in range(1, n + 1)
+        )
+        [(*reached, converted, excluded, parallel)] = query(
             db,
-            f"select {counts}, count(*) filter (where is_converted) "
+            f"select {counts}, count(*) filter (where is_converted), "
+            "count(*) filter (where is_excluded), "
+            "(select count(*) from (select entity_id from analytics.fct_funnel_progress "
+            f"where funnel_name = '{name}' group by entity_id "
+            "having count(distinct held_values) > 1)) "
             f"from analytics.fct_funnel_progress where funnel_name = '{name}'",
         )
         assert reached == expected["reached"], name
-        assert converted == expected["reached"][-1], name
+        assert converted == expected["converted"] == expected["reached"][-1], name
+        assert excluded == expected["excluded"], name
+        assert parallel == expected["parallel_entities"], name
         daily = query(
             db,
-            "select sum(attempts_reached) from analytics.agg_funnel_daily "
+            "select sum(attempts_reached), sum(attempts_excluded) from analytics.agg_funnel_daily "
             f"where funnel_name = '{name}' group by step_number order by step_number",
         )
-        assert [count for (count,) in daily] == expected["reached"], name
+        assert [count for count, _ in daily] == expected["reached"], name
+        # an excluded attempt is counted on every step it reached, in attempts_excluded only
+        assert daily[0][1] == expected["excluded"], name
+        for label, skipped in expected["optional_skipped"].items():
+            k = expected["steps"].index(label) + 1
+            later = " or ".join(f"step_{q}_at is not null" for q in range(k + 1, n + 1))
+            [(marts_skipped,)] = query(
+                db,
+                f"select count(*) from analytics.fct_funnel_progress where funnel_name = '{name}' "
+                f"and not is_excluded and step_{k}_at is null and ({later})",
+            )
+            assert marts_skipped == skipped, (name, label)
     # the funnels whose truth has later steps really are exercised by the generator's traffic
     assert truth["funnels"]["checkout"]["reached"][-1] > 0
     assert truth["funnels"]["checkout_strict"]["reached"][-1] > 0
+    # ...and so is each funnel feature: attempts excluded, the optional step both taken and
+    # skipped, sessions with parallel attempts for several products, first orders repeated
+    per_product = truth["funnels"]["checkout_per_product"]
+    assert per_product["excluded"] > 0 and per_product["parallel_entities"] > 0
+    assert per_product["reached"][1] > 0 and per_product["optional_skipped"]["reviews_read"] > 0
+    assert per_product["reached"][-1] > 0
+    first_order = truth["funnels"]["first_order"]
+    assert first_order["reached"][-1] > 0
+    assert first_order["first_time_repeats"]["first_order_completed"] > 0
 
 
 def test_sessions_are_the_true_events(built: tuple[Path, dict]) -> None:

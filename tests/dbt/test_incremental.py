@@ -244,3 +244,63 @@ def test_late_alias_merging_two_histories_equals_full_refresh(tmp_path: Path) ->
     [(stale,)] = query(db, "select count(*) from analytics.dim_users where user_key = 'u-new'")
     assert stale == 0
     assert_same_as_full_refresh(db)
+
+
+def test_late_events_change_first_time_steps_and_exclusions(tmp_path: Path) -> None:
+    """A late earlier order makes a converted first_order attempt's order a repeat, and a late
+    removal between adding and ordering excludes a checkout_per_product attempt: the partition
+    runs of the late events' days rewrite them, ending equal to a full refresh."""
+    db = tmp_path / "warehouse.duckdb"
+    day2 = utc(2024, 3, 2)
+    product = {"product_id": "sku-001"}
+    on_time = [
+        raw_row(
+            at=day2 + timedelta(hours=10), user_id="u-1", event="Product Viewed", properties=product
+        ),
+        raw_row(
+            at=day2 + timedelta(hours=10, minutes=1),
+            user_id="u-1",
+            event="Product Added",
+            properties=product,
+        ),
+        raw_row(
+            at=day2 + timedelta(hours=10, minutes=5),
+            user_id="u-1",
+            event="Order Completed",
+            properties=product,
+        ),
+    ]
+    late = [
+        # an order of the day before, sent by an offline phone two days later
+        raw_row(
+            at=day2 - timedelta(days=1),
+            user_id="u-1",
+            event="Order Completed",
+            properties={"product_id": "sku-009"},
+            delay=timedelta(days=2),
+        ),
+        # a removal between adding and ordering, sent a day later
+        raw_row(
+            at=day2 + timedelta(hours=10, minutes=3),
+            user_id="u-1",
+            event="Product Removed",
+            properties={**product, "reason": "changed_mind"},
+            delay=timedelta(days=1),
+        ),
+    ]
+
+    def attempts() -> list[tuple]:
+        return query(
+            db,
+            "select funnel_name, is_converted, is_excluded from analytics.fct_funnel_progress "
+            "where funnel_name in ('first_order', 'checkout_per_product') order by 1",
+        )
+
+    append_raw(db, as_accepted(on_time), "load-0")
+    run_dbt(db, "build", vars={"min_date": "2024-03-02", "max_date": "2024-03-02"})
+    assert attempts() == [("checkout_per_product", True, False), ("first_order", True, False)]
+    append_raw(db, as_accepted(late), "load-1")
+    for day in ("2024-03-01", "2024-03-02"):
+        run_dbt(db, "build", vars={"min_date": day, "max_date": day})
+    assert attempts() == [("checkout_per_product", False, True), ("first_order", False, False)]
+    assert_same_as_full_refresh(db)

@@ -48,7 +48,7 @@ def test_funnel_steps_and_conversion_equal_the_marts(
         f: (n, c)
         for f, n, c in query(
             wh,
-            "select funnel_name, count(*), count(*) filter (where "
+            "select funnel_name, count(*) filter (where not is_excluded), count(*) filter (where "
             "is_converted) from analytics.fct_funnel_progress group by 1",
         )
     }
@@ -70,7 +70,10 @@ def test_funnel_steps_and_conversion_equal_the_marts(
         assert [s["reached"] for s in f["steps"]] == [
             reached[(f["name"], k)] for k in range(1, f["step_count"] + 1)
         ]
-        for prev, s in zip(f["steps"], f["steps"][1:], strict=False):
+        # each step is measured from the required step before it (optional steps are skipped)
+        required = [s for s in f["steps"] if not s["optional"]]
+        for s in f["steps"][1:]:
+            prev = [r for r in required if r["step_number"] < s["step_number"]][-1]
             assert s["conversion_from_previous"] == pytest.approx(
                 s["reached"] / prev["reached"] if prev["reached"] else None
             )
@@ -97,6 +100,50 @@ def test_funnels_equal_the_truth(demo_warehouse: DemoWarehouse, data: dict) -> N
             expected["reached"][-1],
         ), name
     assert truth["checkout"]["reached"][-1] > 0  # the main funnel converts in the demo data
+
+
+def test_exclusion_and_optional_sections_equal_the_marts_and_truth(
+    demo_warehouse: DemoWarehouse, report: ReportSummary, data: dict
+) -> None:
+    """The funnel features' sections: excluded attempts and each optional step taken and
+    skipped, in the page's text and its data, against SQL on fct_funnel_progress and the truth."""
+    wh = demo_warehouse.warehouse
+    truth = demo_warehouse.truth["funnels"]
+    html = report.path.read_text(encoding="utf-8")
+    shown = {f["name"]: f for f in data["funnels"]}
+    excluded = dict(
+        query(
+            wh,
+            "select funnel_name, count(*) filter (where is_excluded) "
+            "from analytics.fct_funnel_progress group by 1",
+        )
+    )
+    checked = 0
+    for name, f in shown.items():
+        assert f["excluded"] == excluded.get(name, 0) == truth[name]["excluded"], name
+        section = re.search(rf'data-metric="funnel\.{name}\.excluded">([0-9,]+)</b>', html)
+        if f["excluded"]:
+            assert section and int(section[1].replace(",", "")) == f["excluded"], name
+        else:
+            assert section is None, name
+        steps = truth[name]["steps"]
+        assert {o["step_name"]: o["skipped"] for o in f["optional_steps"]} == truth[name][
+            "optional_skipped"
+        ], name
+        for o in f["optional_steps"]:
+            k = steps.index(o["step_name"]) + 1
+            later = " or ".join(f"step_{q}_at is not null" for q in range(k + 1, len(steps) + 1))
+            [(taken, skipped)] = query(
+                wh,
+                f"select count(step_{k}_at), count(*) filter (where step_{k}_at is null "
+                f"and ({later})) from analytics.fct_funnel_progress "
+                f"where funnel_name = '{name}' and not is_excluded",
+            )
+            assert (o["taken"], o["skipped"]) == (taken, skipped), name
+            row = f"<tr><td>{o['step_name']}</td><td>{taken:,}</td><td>{skipped:,}</td></tr>"
+            assert row in html, name
+            checked += 1
+    assert checked and shown["checkout_per_product"]["excluded"] > 0
 
 
 def test_funnel_breakdowns_equal_the_marts(demo_warehouse: DemoWarehouse, data: dict) -> None:

@@ -4,7 +4,8 @@
 -- can move attempts between days, so a full rebuild is the simplest way to stay exact
 {{ config(materialized='table') }}
 {%- set funnels = funnel_definitions() -%}
-{%- set max_steps = funnel_max_steps(funnels) %}
+{%- set max_steps = funnel_max_steps(funnels) -%}
+{%- set optional_funnels = funnels | selectattr('has_optional') | list %}
 
 with
 
@@ -25,15 +26,39 @@ attempt_steps as (
         attempts.started_at,
         attempts.is_still_open,
         attempts.seconds_to_convert,
+        attempts.is_excluded,
         step_numbers.step_number,
         [
             {%- for k in range(1, max_steps + 1) %}attempts.step_{{ k }}_at{% if not loop.last %}, {% endif %}{% endfor -%}
         ][step_numbers.step_number] as step_at,
+        {%- if optional_funnels %}
+        -- an optional step is measured from the required step before it, and a required step
+        -- from the required step before it (an optional step in between may be skipped)
+        case attempts.funnel_name
+            {%- for f in optional_funnels %}
+            when '{{ f.name }}' then [
+                {%- for s in f.steps %}{{ funnel_previous_required(f, loop.index) }}{% if not loop.last %}, {% endif %}{% endfor -%}
+            ][step_numbers.step_number]
+            {%- endfor %}
+            else step_numbers.step_number - 1
+        end as previous_step_number,
+        case attempts.funnel_name
+            {%- for f in optional_funnels %}
+            when '{{ f.name }}' then [
+                {%- for s in f.steps %}{{ s.optional | string | lower }}{% if not loop.last %}, {% endif %}{% endfor -%}
+            ][step_numbers.step_number]
+            {%- endfor %}
+            else false
+        end as is_optional_step,
+        {%- else %}
+        step_numbers.step_number - 1 as previous_step_number,
+        false as is_optional_step,
+        {%- endif %}
         case
             when step_numbers.step_number > 1
                 then [
                     {%- for k in range(1, max_steps + 1) %}attempts.step_{{ k }}_at{% if not loop.last %}, {% endif %}{% endfor -%}
-                ][step_numbers.step_number - 1]
+                ][previous_step_number]
         end as previous_step_at
     from attempts
     inner join step_numbers
@@ -47,26 +72,23 @@ daily as (
         step_number,
         platform,
         channel,
-        count(*) as attempts_entered,
-        count(step_at) as attempts_reached,
+        any_value(is_optional_step) as is_optional_step,
+        -- an excluded attempt is counted in no step: only in attempts_excluded
+        count(*) filter (where not is_excluded) as attempts_entered,
+        count(step_at) filter (where not is_excluded) as attempts_reached,
         count(*) filter (where step_at is null and is_still_open) as attempts_still_open,
         count(*) filter (
-            where step_at is null and previous_step_at is not null and not is_still_open
+            where
+                step_at is null and previous_step_at is not null and not is_still_open
+                and not is_excluded
         ) as attempts_dropped_off,
-        median(epoch(step_at - started_at)) as median_seconds_to_reach,
+        count(previous_step_at) filter (where not is_excluded) as previous_step_reached,
+        count(step_at) filter (where is_excluded) as attempts_excluded,
+        median(epoch(step_at - started_at)) filter (where not is_excluded)
+            as median_seconds_to_reach,
         median(seconds_to_convert) as median_seconds_to_convert
     from attempt_steps
     group by funnel_name, attempt_date, step_number, platform, channel
-),
-
-rates as (
-    select
-        *,
-        lag(attempts_reached) over (
-            partition by funnel_name, attempt_date, platform, channel
-            order by step_number
-        ) as previous_step_reached
-    from daily
 ),
 
 final as (
@@ -83,12 +105,14 @@ final as (
             ][step_number]
             {%- endfor %}
         end as step_name,
+        is_optional_step,
         platform,
         channel,
         attempts_entered,
         attempts_reached,
         attempts_still_open,
         attempts_dropped_off,
+        attempts_excluded,
         case
             when step_number = 1 then 1.0
             when previous_step_reached > 0 then attempts_reached / previous_step_reached
@@ -96,7 +120,7 @@ final as (
         attempts_reached / attempts_entered as conversion_from_first,
         median_seconds_to_reach,
         median_seconds_to_convert
-    from rates
+    from daily
 )
 
 select * from final

@@ -100,6 +100,27 @@ sequenced_events as (
 {%- set entity = 'session_id' if f.scope == 'session' else 'user_key' -%}
 {%- set window = 'interval ' ~ f.window_minutes ~ ' minute' -%}
 -- funnel {{ f.name }}: {{ f.order }}, {{ f.scope }} scope, {{ f.window_minutes }} minute window
+{%- if f.hold_constant %}
+-- hold_constant: each value of the held properties is an entity of its own (parallel attempts);
+-- only the events that carry every held property take part
+{{ f.name }}__events as (
+    select
+        * exclude (session_seq, user_seq),
+        json_array(
+            {{ entity }}
+            {%- for key in f.hold_constant %}, json_extract_string(properties, '$.{{ key }}'){% endfor %}
+        )::varchar as entity_id,
+        json_object(
+            {%- for key in f.hold_constant %}'{{ key }}', json_extract_string(properties, '$.{{ key }}'){% if not loop.last %}, {% endif %}{% endfor -%}
+        )::varchar as held_values,
+        {{ 'session_seq' if f.scope == 'session' else 'user_seq' }} as seq
+    from sequenced_events
+    where
+        {%- for key in f.hold_constant %}
+        json_extract_string(properties, '$.{{ key }}') is not null{% if not loop.last %} and{% endif %}
+        {%- endfor %}
+),
+{%- else %}
 {{ f.name }}__events as (
     select
         * exclude (session_seq, user_seq),
@@ -107,6 +128,7 @@ sequenced_events as (
         {{ 'session_seq' if f.scope == 'session' else 'user_seq' }} as seq
     from sequenced_events
 ),
+{%- endif %}
 
 {{ f.name }}__matches as (
     {%- for step in f.steps %}
@@ -117,6 +139,16 @@ sequenced_events as (
         {{ loop.index }} as step_index
     from {{ f.name }}__events
     where {{ funnel_step_condition(step) }}
+    {%- if step.first_time %}
+        -- first_time: the user's first ever matching event, over all of its history
+        and message_id in (
+            select first_seen.message_id from sequenced_events as first_seen
+            where {{ funnel_step_condition(step) }}
+            qualify row_number() over (
+                partition by first_seen.user_key order by first_seen.user_seq
+            ) = 1
+        )
+    {%- endif %}
     {%- if not loop.last %}
     union all
     {%- endif %}
@@ -191,7 +223,10 @@ sequenced_events as (
         event_at as step_1_at
     from {{ f.name }}__candidates
 ),
-{% for k in range(2, n + 1) %}
+{%- set required = [] -%}
+{%- for s in f.steps -%}{%- if not s.optional -%}{%- do required.append(loop.index) -%}{%- endif -%}{%- endfor -%}
+{% for k in required[1:] %}
+{%- set p = required[required.index(k) - 1] %}
 {{ f.name }}__step_{{ k }} as (
     select
         previous_step.entity_id,
@@ -199,16 +234,42 @@ sequenced_events as (
         any_value(previous_step.window_ends_at) as window_ends_at,
         min(matches.seq) as step_{{ k }}_seq,
         min(matches.event_at) as step_{{ k }}_at
-    from {{ f.name }}__step_{{ k - 1 }} as previous_step
+    from {{ f.name }}__step_{{ p }} as previous_step
     inner join {{ f.name }}__matches as matches
         on
             previous_step.entity_id = matches.entity_id
             and matches.step_index = {{ k }}
             {%- if f.order == 'strict' %}
-            and previous_step.step_{{ k - 1 }}_seq + 1 = matches.seq
+            and previous_step.step_{{ p }}_seq + 1 = matches.seq
             {%- else %}
-            and previous_step.step_{{ k - 1 }}_seq < matches.seq
+            and previous_step.step_{{ p }}_seq < matches.seq
             {%- endif %}
+            and previous_step.window_ends_at >= matches.event_at
+    group by previous_step.entity_id, previous_step.start_seq
+),
+{% endfor %}
+{%- for k in range(2, n) if f.steps[k - 1].optional %}
+{%- set p = required | select('lt', k) | list | last %}
+{%- set q = required | select('gt', k) | list | first %}
+-- optional step {{ k }}: its first event after step {{ p }} and before step {{ q }} (before the
+-- window ends when step {{ q }} is not reached)
+{{ f.name }}__step_{{ k }} as (
+    select
+        previous_step.entity_id,
+        previous_step.start_seq,
+        min(matches.seq) as step_{{ k }}_seq,
+        min(matches.event_at) as step_{{ k }}_at
+    from {{ f.name }}__step_{{ p }} as previous_step
+    left join {{ f.name }}__step_{{ q }} as next_step
+        on
+            previous_step.entity_id = next_step.entity_id
+            and previous_step.start_seq = next_step.start_seq
+    inner join {{ f.name }}__matches as matches
+        on
+            previous_step.entity_id = matches.entity_id
+            and matches.step_index = {{ k }}
+            and previous_step.step_{{ p }}_seq < matches.seq
+            and (next_step.step_{{ q }}_seq is null or next_step.step_{{ q }}_seq > matches.seq)
             and previous_step.window_ends_at >= matches.event_at
     group by previous_step.entity_id, previous_step.start_seq
 ),
@@ -226,6 +287,11 @@ sequenced_events as (
         null::timestamp as step_{{ k }}_at,
         {%- endif %}
         {%- endfor %}
+        {%- if f.exclusions %}
+        {%- for k in range(1, n + 1) %}
+        step_{{ k }}.step_{{ k }}_seq,
+        {%- endfor %}
+        {%- endif %}
         coalesce(
             {%- for k in range(n, 0, -1) %}step_{{ k }}.step_{{ k }}_seq{% if not loop.last %}, {% endif %}{% endfor -%}
         ) as last_step_seq,
@@ -240,6 +306,43 @@ sequenced_events as (
 ),
 {% endif %}
 
+{%- if f.exclusions %}
+{{ f.name }}__exclusion_events as (
+    {%- for x in f.exclusions %}
+    select
+        entity_id,
+        seq,
+        {{ loop.index }} as exclusion_index
+    from {{ f.name }}__events
+    where {{ funnel_step_condition(x) }}
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+),
+
+-- an attempt is excluded when an exclusion event comes after its step `after` and before its
+-- step `before` (both reached)
+{{ f.name }}__excluded as (
+    select distinct
+        attempt_candidates.entity_id,
+        attempt_candidates.start_seq
+    from {{ f.name }}__attempt_candidates as attempt_candidates
+    inner join {{ f.name }}__exclusion_events as exclusion_events
+        on
+            attempt_candidates.entity_id = exclusion_events.entity_id
+            and (
+                {%- for x in f.exclusions %}
+                (
+                    exclusion_events.exclusion_index = {{ loop.index }}
+                    and attempt_candidates.step_{{ x.after }}_seq < exclusion_events.seq
+                    and attempt_candidates.step_{{ x.before }}_seq > exclusion_events.seq
+                ){% if not loop.last %} or{% endif %}
+                {%- endfor %}
+            )
+),
+
+{% endif -%}
 {{ f.name }}__event_times as (
     select
         entity_id,
@@ -320,7 +423,13 @@ sequenced_events as (
         '{{ f.order }}' as funnel_order,
         {{ n }} as funnel_step_count,
         {{ f.window_minutes }} as window_minutes,
+        {%- if f.hold_constant %}
+        start_event.{{ entity }} as entity_id,
+        start_event.held_values,
+        {%- else %}
         chain.entity_id,
+        null::varchar as held_values,
+        {%- endif %}
         start_event.user_key,
         start_event.session_id,
         start_event.message_id as start_message_id,
@@ -333,6 +442,11 @@ sequenced_events as (
         {%- endfor %}
         linked.window_ends_at,
         linked.is_converted,
+        {%- if f.exclusions %}
+        excluded.start_seq is not null as is_excluded,
+        {%- else %}
+        false as is_excluded,
+        {%- endif %}
         {%- if f.order == 'strict' %}
         linked.last_step_seq < entity_sizes.max_seq as has_broken_sequence
         {% else %}
@@ -349,6 +463,12 @@ sequenced_events as (
             and chain.start_seq = start_event.seq
     inner join {{ f.name }}__entity_sizes as entity_sizes
         on chain.entity_id = entity_sizes.entity_id
+    {%- if f.exclusions %}
+    left join {{ f.name }}__excluded as excluded
+        on
+            chain.entity_id = excluded.entity_id
+            and chain.start_seq = excluded.start_seq
+    {%- endif %}
 ),
 
 {% endfor -%}
@@ -380,9 +500,10 @@ final as (
         {%- for k in range(1, max_steps + 1) %}
         all_attempts.step_{{ k }}_at,
         {%- endfor %}
-        (
+        -- the last step reached (an optional step may be skipped on the way)
+        greatest(
             {%- for k in range(1, max_steps + 1) %}
-            (all_attempts.step_{{ k }}_at is not null)::int{% if not loop.last %} +{% endif %}
+            case when all_attempts.step_{{ k }}_at is not null then {{ k }} end{% if not loop.last %},{% endif %}
             {%- endfor %}
         ) as furthest_step,
         list_extract(
@@ -395,9 +516,9 @@ final as (
             end,
             furthest_step
         ) as furthest_step_name,
-        all_attempts.is_converted,
+        all_attempts.is_converted and not all_attempts.is_excluded as is_converted,
         case
-            when all_attempts.is_converted
+            when all_attempts.is_converted and not all_attempts.is_excluded
                 then
                     case all_attempts.funnel_step_count
                         {%- for k in range(1, max_steps + 1) %}
@@ -408,9 +529,12 @@ final as (
         all_attempts.window_ends_at,
         (
             not all_attempts.is_converted
+            and not all_attempts.is_excluded
             and not all_attempts.has_broken_sequence
             and all_attempts.window_ends_at > watermark.watermark_at
         ) as is_still_open,
+        all_attempts.is_excluded,
+        all_attempts.held_values,
         all_attempts.platform,
         all_attempts.channel,
         all_attempts.start_message_id
@@ -422,7 +546,7 @@ with_durations as (
     select
         *,
         epoch(converted_at - started_at) as seconds_to_convert,
-        not is_converted and not is_still_open as is_dropped_off
+        not is_converted and not is_still_open and not is_excluded as is_dropped_off
     from final
 )
 
