@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -74,6 +74,8 @@ class Traffic:
     messages: list[tuple[bytes, bytes, int]]  # (key, value, kafka timestamp ms)
     truth: dict[str, Any]
     valid_ids: frozenset[str] = frozenset()  # messageIds of the valid events
+    # the valid events as they truly happened: a truth under other rules is computed from them
+    events: list[Event] = field(default_factory=list)
 
 
 @dataclass
@@ -452,4 +454,5 @@ def generate(
         messages=[(k, v, int(t.timestamp() * 1000)) for t, k, v in messages],
         truth=truth,
         valid_ids=frozenset(e.message_id for e in b.events),
+        events=b.events,
     )
