@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -80,6 +80,8 @@ class Traffic:
     messages: list[tuple[bytes, bytes, int]]  # (key, value, kafka timestamp ms)
     truth: dict[str, Any]
     valid_ids: frozenset[str] = frozenset()  # messageIds of the valid events
+    # the valid events as they truly happened: a truth under other rules is computed from them
+    events: list[Event] = field(default_factory=list)
 
 
 @dataclass
@@ -501,4 +503,5 @@ def generate(
         messages=[(k, v, int(t.timestamp() * 1000)) for t, k, v in messages],
         truth=truth,
         valid_ids=frozenset(e.message_id for e in b.events + journeys),
+        events=b.events + journeys,
     )

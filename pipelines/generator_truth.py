@@ -27,6 +27,7 @@ from pipelines.dbt import DBT_PROJECT_DIR
 from pipelines.funnel_truth import Funnel, declared_funnel, funnel_truth, page_path
 from pipelines.generator_identity import IdentityTruth
 from pipelines.report.warehouse import declared_funnels
+from pipelines.retention_truth import RetentionRules, declared_retention, retention_truth
 
 # identify (and group/alias) calls are not activity: they join no session and no funnel
 SESSION_EVENT_TYPES = ("track", "page", "screen")
@@ -56,6 +57,7 @@ class Rules:
     conversion_events: frozenset[str]
     funnels: tuple[Funnel, ...]
     max_user_ids: int  # identities__max_user_ids
+    retention: RetentionRules
 
 
 def declared_rules(project_dir: Path = DBT_PROJECT_DIR) -> Rules:
@@ -76,6 +78,7 @@ def declared_rules(project_dir: Path = DBT_PROJECT_DIR) -> Rules:
         conversion_events=frozenset(config["sessions__conversion_events"]),
         funnels=funnels,
         max_user_ids=int(config["identities__max_user_ids"]),
+        retention=declared_retention(config),
     )
 
 
@@ -120,9 +123,11 @@ def ground_truth(events: Sequence[Event], rules: Rules | None = None) -> dict[st
     channels: Counter[str] = Counter()
     channel_users: dict[str, set[str]] = defaultdict(set)
     landing_pages: Counter[str] = Counter()
+    session_channels: list[str] = []
     views = 0
     for key, s in sessions:
         channel = _session_channel(s)
+        session_channels.append(channel)
         by_id[session_id(s[0].message_id)] = {
             "user_key": key,
             "channel": channel,
@@ -174,6 +179,7 @@ def ground_truth(events: Sequence[Event], rules: Rules | None = None) -> dict[st
         "landing_pages": dict(sorted(landing_pages.items())),
         "sessions_by_id": by_id,
         "funnels": {f.name: _funnel_truth(f, sessions) for f in rules.funnels},
+        "retention": retention_truth(sessions, session_channels, rules.retention),
     }
 
 

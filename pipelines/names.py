@@ -46,7 +46,14 @@ SESSIONS_MART: Final = "fct_sessions"
 USERS_MART: Final = "dim_users"
 FUNNEL_PROGRESS_MART: Final = "fct_funnel_progress"
 FUNNEL_DAILY_MART: Final = "agg_funnel_daily"
-MARTS: Final = (SESSIONS_MART, USERS_MART, FUNNEL_PROGRESS_MART, FUNNEL_DAILY_MART)
+RETENTION_MART: Final = "agg_retention"
+MARTS: Final = (
+    SESSIONS_MART,
+    USERS_MART,
+    FUNNEL_PROGRESS_MART,
+    FUNNEL_DAILY_MART,
+    RETENTION_MART,
+)
 
 # the dlt pipeline (its state, holding the offsets, is stored under this name)
 PIPELINE_NAME: Final = "trackflow_kafka"

@@ -31,6 +31,7 @@ from pipelines.report.warehouse import (
     landing_pages,
     missing_marts,
     period,
+    retention,
     sessions_daily,
 )
 from pipelines.warehouse import Warehouse, WarehouseError, open_warehouse
@@ -128,6 +129,7 @@ def collect(
         "landing_pages": [],
         "channels": [],
         "channel_platform_sessions": [],
+        "retention": [],
         "quality": None,
         "tracking_plan": None,
     }
@@ -179,6 +181,7 @@ def _collect(
         landing_pages=landing_pages(wh),
         channels=channels(wh),
         channel_platform_sessions=channel_platform_sessions(wh),
+        retention=retention(wh),
     )
     return data
 
@@ -197,6 +200,8 @@ def chart_specs(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         specs["rates"] = charts.rates(data["sessions_daily"])
         specs["landing_pages"] = charts.landing_pages(data["landing_pages"])
         specs["channels"] = charts.channels(data["channel_platform_sessions"])
+        if data["retention"]:
+            specs["retention"] = charts.retention(data["retention"])
     q = data["quality"]
     if q and q["rejected_by_code"]:
         specs["rejected_by_code"] = charts.rejected_by_code(q["rejected_by_code"])

@@ -175,6 +175,50 @@ def channels(rows: list[dict[str, Any]]) -> Spec:
     )
 
 
+def retention(cells: list[dict[str, Any]]) -> Spec:
+    """The retention heat map: a cohort day per row, a period per column, the share retained as
+    colour and label; a period that may still grow is labelled with a trailing '*'."""
+    rows = [
+        {
+            **c,
+            "cohort": f"{c['cohort_date']} ({c['cohort_size']:,})",
+            "label": f"{c['retention_rate']:.0%}" + ("" if c["is_complete"] else "*"),
+        }
+        for c in cells
+    ]
+    base = alt.Chart(alt.Data(values=rows)).encode(
+        x=alt.X("period_number:O", title="days after the first visit"),
+        y=alt.Y("cohort:N", sort=alt.SortField("cohort_date"), title="cohort (size)"),
+    )
+    cells_mark = base.mark_rect().encode(
+        color=alt.Color(
+            "retention_rate:Q",
+            scale=alt.Scale(scheme="blues", domain=[0, 1]),
+            title="retained",
+        ),
+        tooltip=[
+            alt.Tooltip("cohort_date:N", title="cohort"),
+            alt.Tooltip("period_number:O", title="day"),
+            alt.Tooltip("retained:Q", format=","),
+            alt.Tooltip("retention_rate:Q", format=".1%"),
+            alt.Tooltip("is_complete:N", title="complete"),
+        ],
+    )
+    labels = base.mark_text(fontSize=11).encode(
+        text="label:N",
+        color=alt.condition("datum.retention_rate > 0.5", alt.value("white"), alt.value("#111")),
+    )
+    periods = len({c["period_number"] for c in cells})
+    cohorts = len({c["cohort_date"] for c in cells})
+    return _spec(
+        (cells_mark + labels).properties(
+            width=max(44 * periods, 120),
+            height=26 * max(cohorts, 1),
+            title="Retention by first-visit day (* period still open)",
+        )
+    )
+
+
 def rejected_by_code(rows: list[dict[str, Any]]) -> Spec:
     chart = (
         alt.Chart(alt.Data(values=rows))

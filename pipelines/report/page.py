@@ -200,7 +200,18 @@ def sessions_section(data: dict[str, Any]) -> str:
         f'<div class="tiles">{tiles}</div>'
         f'<div class="row">{chart("sessions_users")}{chart("rates")}</div>'
         f'<div class="row">{chart("landing_pages")}{chart("channels")}</div>'
-        f"<h3>Channels</h3>{channels}</section>"
+        f"<h3>Channels</h3>{channels}</section>" + retention_section(data)
+    )
+
+
+def retention_section(data: dict[str, Any]) -> str:
+    if not data["retention"]:
+        return ""
+    return (
+        '<section id="retention"><h2>Retention</h2>'
+        "<p>Entities by the day of their first session, and the share that did a returning "
+        "event on each day after it (analytics.agg_retention).</p>"
+        f'<div class="row">{chart("retention")}</div></section>'
     )
 
 

@@ -169,6 +169,25 @@ def channel_platform_sessions(wh: Reader) -> list[dict[str, Any]]:
     )
 
 
+def retention(wh: Reader) -> list[dict[str, Any]]:
+    """Day cohorts over every platform and channel: one cell per cohort day and period."""
+    return wh.records(
+        """
+        select
+            cohort_date,
+            period_number,
+            sum(cohort_size) as cohort_size,
+            sum(retained_entities) as retained,
+            sum(retained_entities) / sum(cohort_size) as retention_rate,
+            bool_and(is_period_complete) as is_complete
+        from analytics.agg_retention
+        where cohort_grain = 'day'
+        group by cohort_date, period_number
+        order by cohort_date, period_number
+        """
+    )
+
+
 def declared_funnels(dbt_project_dir: Path | None) -> list[FunnelDeclaration]:
     """Funnels from dbt_project.yml (so a declared funnel without attempts still shows)."""
     if dbt_project_dir is None or not (dbt_project_dir / "dbt_project.yml").exists():

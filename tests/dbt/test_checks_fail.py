@@ -112,6 +112,38 @@ PLANTS = {
         limit 1
         """,
     ),
+    "more_retained_than_the_cohort": Plant(
+        "expression_is_true_agg_retention_retained_entities_between_0_and_cohort_size",
+        """
+        update analytics.agg_retention set retained_entities = cohort_size + 1
+        where retention_id = (select min(retention_id) from analytics.agg_retention)
+        """,
+    ),
+    "retention_rate_above_one": Plant(
+        "expression_is_true_agg_retention_retention_rate_between_0_and_1",
+        """
+        update analytics.agg_retention set retention_rate = 1.5
+        where retention_id = (select min(retention_id) from analytics.agg_retention)
+        """,
+    ),
+    "week_cohort_not_on_a_monday": Plant(
+        "expression_is_true_agg_retention_cohort_grain_day_or_dayofweek_cohort_date_1",
+        """
+        update analytics.agg_retention set cohort_date = cohort_date + 1
+        where retention_id = (
+            select min(retention_id) from analytics.agg_retention where cohort_grain = 'week'
+        )
+        """,
+    ),
+    "retention_cell_twice": Plant(
+        "unique_combination_agg_retention_cohort_grain__cohort_date__period_number__platform__channel",
+        """
+        insert into analytics.agg_retention
+        select * replace ('planted' as retention_id) from analytics.agg_retention
+        order by retention_id
+        limit 1
+        """,
+    ),
     "event_in_no_session": Plant(
         "assert_session_events_in_exactly_one_session",
         """

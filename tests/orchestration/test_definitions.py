@@ -29,7 +29,13 @@ FUNNEL_CHECK = ("analytics/agg_funnel_daily", "funnel_monotonicity")
 # per day partition, one on each mart
 FRESHNESS_CHECKS = {
     (f"analytics/{mart}", "freshness_check")
-    for mart in ("fct_sessions", "dim_users", "fct_funnel_progress", "agg_funnel_daily")
+    for mart in (
+        "fct_sessions",
+        "dim_users",
+        "fct_funnel_progress",
+        "agg_funnel_daily",
+        "agg_retention",
+    )
 }
 
 
@@ -171,7 +177,13 @@ def test_every_asset_has_owners_a_layer_kinds_and_code() -> None:
 def test_marts_are_contracts_the_report_an_exposure_and_steps_private() -> None:
     manifest = _manifest()
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
-    marts = {"fct_sessions", "dim_users", "fct_funnel_progress", "agg_funnel_daily"}
+    marts = {
+        "fct_sessions",
+        "dim_users",
+        "fct_funnel_progress",
+        "agg_funnel_daily",
+        "agg_retention",
+    }
     for name in marts:
         model = models[name]
         assert model["config"]["contract"]["enforced"] and model["access"] == "public", name

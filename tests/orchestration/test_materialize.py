@@ -328,7 +328,7 @@ def _message_id(value: bytes) -> str | None:
         return None
 
 
-MARTS = ["fct_sessions", "dim_users", "fct_funnel_progress", "agg_funnel_daily"]
+MARTS = ["fct_sessions", "dim_users", "fct_funnel_progress", "agg_funnel_daily", "agg_retention"]
 
 
 def _marts(warehouse: DuckDBFile) -> list[str]:
