@@ -241,7 +241,8 @@ def dbt(db: Path, work: Path, command: str, vars: dict[str, str] | None = None) 
         out["dbt_elapsed_s"] = doc.get("elapsed_time")
         nodes = {}
         for r in doc["results"]:
-            if r["status"] not in ("success", "pass"):
+            # an exposure (the report) has nothing to run: dbt reports it as no-op
+            if r["status"] not in ("success", "pass", "no-op"):
                 raise RuntimeError(f"{r['unique_id']}: {r['status']} {r.get('message')}")
             nodes[r["unique_id"]] = r["execution_time"]
         out["nodes"] = nodes
