@@ -12,10 +12,9 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # generator_truth imports this module
-    from pipelines.generator_truth import Event
+from pipelines.generated_event import Event
 
 
 @dataclass(frozen=True)

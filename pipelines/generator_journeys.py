@@ -14,17 +14,15 @@ for a seed whatever this module does.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pipelines.generator_truth import Event
+from pipelines.generated_event import Event
 
-if TYPE_CHECKING:  # the generator imports this module
-    from pipelines.generator import _Builder
-
+# `b` is pipelines.generator._Builder, typed Any: the generator imports this module
 _SKUS = [f"sku-{i:03d}" for i in range(12)]
 
 
-def product_journeys(b: _Builder, start: datetime, days: int, visitors: int) -> list[Event]:
+def product_journeys(b: Any, start: datetime, days: int, visitors: int) -> list[Event]:
     """The journeys of `visitors` new visitors over `days` days from `start` (events made with
     the builder `b`, whose random stream is theirs alone)."""
     rng = b.rng
@@ -38,7 +36,7 @@ def product_journeys(b: _Builder, start: datetime, days: int, visitors: int) -> 
     return b.events
 
 
-def _visit(b: _Builder, v: Any, at: datetime) -> datetime:
+def _visit(b: Any, v: Any, at: datetime) -> datetime:
     """One visit following 1-3 products in parallel; returns when it ended."""
     rng = b.rng
     planned: list[tuple[datetime, str, dict[str, Any]]] = []

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +25,13 @@ import yaml  # type: ignore[import-untyped]
 
 from pipelines.dbt import DBT_PROJECT_DIR
 from pipelines.funnel_truth import Funnel, declared_funnel, funnel_truth, page_path
+from pipelines.generated_event import Event
 from pipelines.generator_identity import IdentityTruth
 from pipelines.report.warehouse import declared_funnels
 from pipelines.retention_truth import RetentionRules, declared_retention, retention_truth
 
 # identify (and group/alias) calls are not activity: they join no session and no funnel
 SESSION_EVENT_TYPES = ("track", "page", "screen")
-
-
-@dataclass
-class Event:
-    """One generated event as it truly happened (the truth is computed from these)."""
-
-    message_id: str
-    anonymous_id: str
-    user_id: str | None
-    type: str
-    at: datetime  # true time
-    received_at: datetime
-    is_bot: bool
-    body: dict[str, Any] = field(default_factory=dict)
-    # the traffic channel the event carries (see pipelines.generator._Builder.emit)
-    channel: str = "direct"
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from pipelines.generator_truth import Event
+from pipelines.generated_event import Event
 
 GRAIN_DAYS = {"day": 1, "week": 7}
 
