@@ -19,6 +19,7 @@ from typing import Any
 from pipelines.generated_event import Event
 
 # `b` is pipelines.generator._Builder, typed Any: the generator imports this module
+_CATEGORIES = ("shoes", "shirts", "bags", "hats", "socks", "coats")
 _SKUS = [f"sku-{i:03d}" for i in range(12)]
 
 
@@ -42,7 +43,8 @@ def _visit(b: Any, v: Any, at: datetime) -> datetime:
     planned: list[tuple[datetime, str, dict[str, Any]]] = []
     for sku in rng.sample(_SKUS, k=rng.choice([1, 1, 2, 3])):
         t = at + timedelta(seconds=rng.randint(1, 120))
-        product = {"product_id": sku, "price": 5 + _SKUS.index(sku) * 4.5}
+        i = _SKUS.index(sku)
+        product = {"product_id": sku, "price": 5 + i * 4.5, "category": _CATEGORIES[i % 6]}
         steps = ["Product Viewed"]
         if rng.random() < 0.5:
             steps.append("Product Reviews Viewed")
