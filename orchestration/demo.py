@@ -147,6 +147,8 @@ def run_demo(events: int = 20_000, users: int = 800, days: int = 3, seed: int = 
         seed=seed,
         start=start,
         faults={"duplicates", "late", "skew", "malformed"},
+        identity_scenarios=True,
+        journeys=True,
     )
     produce(traffic.messages, settings)
     print(

@@ -112,7 +112,7 @@ def broker_status(
 @app.command()
 def produce(
     events: Annotated[
-        int, typer.Option(help="valid events to generate (plus 1 product-journey visitor per 300)")
+        int, typer.Option(help="valid events to generate (exactly this many valid messageIds)")
     ] = 10_000,
     users: Annotated[int, typer.Option(help="distinct visitors")] = 500,
     days: Annotated[int, typer.Option(help="days of traffic")] = 1,
@@ -126,6 +126,17 @@ def produce(
     truth: Annotated[Path | None, typer.Option(help="write the ground truth JSON here")] = None,
     partitions: Annotated[int, typer.Option(help="partitions if the topic is created")] = 4,
     compression: Annotated[str | None, typer.Option(help="gzip | snappy | lz4 | zstd")] = None,
+    journeys: Annotated[
+        bool,
+        typer.Option(
+            help="add 1 visitor per 300 events following products in parallel "
+            "(traffic for funnel exclusions, optional steps, hold_constant)"
+        ),
+    ] = False,
+    identity_scenarios: Annotated[
+        bool,
+        typer.Option(help="include alias chains, multi-device people and shared devices"),
+    ] = False,
 ) -> None:
     """Produce a synthetic clickstream to TRACKING_TOPIC."""
     from pipelines.generator import FAULTS, generate
@@ -141,7 +152,14 @@ def produce(
     try:
         with console.status("generating traffic..."):
             traffic = generate(
-                events=events, users=users, days=days, seed=seed, start=first_day, faults=chosen
+                events=events,
+                users=users,
+                days=days,
+                seed=seed,
+                start=first_day,
+                faults=chosen,
+                identity_scenarios=identity_scenarios,
+                journeys=journeys,
             )
         with _progress() as progress:
             task = progress.add_task("producing", total=len(traffic.messages))

@@ -4,8 +4,9 @@ Visitors (web and mobile) come back over several days; each visit is a run of pa
 clicks and form submissions, sometimes the e-commerce path (product viewed -> added -> checkout
 started -> order completed) with drop-off at every step, sometimes a login (identify) after which
 events carry the userId. Referrers and UTM campaigns give every visit a channel; a few bots crawl.
-On top, one visitor per 300 events follows products in parallel (pipelines/generator_journeys.py:
-the traffic of the funnel features), from a random stream of its own. With `identity_scenarios=True`
+With `journeys=True`, one more visitor per 300 events follows products in parallel
+(pipelines/generator_journeys.py: the traffic of the funnel features), from a random stream of its
+own, on top of the `events`. With `identity_scenarios=True`
 the scenarios of pipelines/generator_identity.py (an alias chain, several devices, shared devices,
 a runaway alias component) are part of the traffic too.
 
@@ -401,10 +402,11 @@ def generate(
     start: date | None = None,
     faults: Iterable[str] = (),
     identity_scenarios: bool = False,
+    journeys: bool = False,
 ) -> Traffic:
-    """Generate about `events` valid messages (distinct messageIds), plus the product journeys
-    of one extra visitor per 300 events (pipelines/generator_journeys.py); with
-    `identity_scenarios`, the identity graph's scenarios take the first of the `events`."""
+    """Generate `events` valid messages (distinct messageIds). With `journeys`, the product
+    journeys of one extra visitor per 300 events come on top (pipelines/generator_journeys.py);
+    with `identity_scenarios`, the identity graph's scenarios take the first of the `events`."""
     faults = set(faults)
     unknown = faults - set(FAULTS)
     if unknown:
@@ -465,12 +467,16 @@ def generate(
     b.events = b.events[:events]
     # the funnel features' traffic, from a random stream of its own (the events above stay the
     # same for a seed): one journey visitor per 300 events
-    journeys = product_journeys(
-        _Builder(random.Random(f"journeys:{seed}"), faults), t0, days, max(1, events // 300)
+    journey_events = (
+        product_journeys(
+            _Builder(random.Random(f"journeys:{seed}"), faults), t0, days, max(1, events // 300)
+        )
+        if journeys
+        else []
     )
 
     messages: list[tuple[datetime, bytes, bytes]] = [
-        (e.received_at, e.anonymous_id.encode(), dumps(e.body)) for e in b.events + journeys
+        (e.received_at, e.anonymous_id.encode(), dumps(e.body)) for e in b.events + journey_events
     ]
     duplicates = 0
     if "duplicates" in faults:
@@ -486,7 +492,7 @@ def generate(
             messages.append((at, key or b"", value))
             malformed += 1
     messages.sort(key=lambda m: m[0])
-    truth = ground_truth(b.events + journeys)
+    truth = ground_truth(b.events + journey_events)
     truth.update(
         {
             "seed": seed,
@@ -494,7 +500,7 @@ def generate(
             "start": start.isoformat(),
             "days": days,
             "messages": len(messages),
-            "valid_message_ids": len(b.events) + len(journeys),
+            "valid_message_ids": len(b.events) + len(journey_events),
             "duplicate_deliveries": duplicates,
             "malformed": malformed,
         }
@@ -502,6 +508,6 @@ def generate(
     return Traffic(
         messages=[(k, v, int(t.timestamp() * 1000)) for t, k, v in messages],
         truth=truth,
-        valid_ids=frozenset(e.message_id for e in b.events + journeys),
-        events=b.events + journeys,
+        valid_ids=frozenset(e.message_id for e in b.events + journey_events),
+        events=b.events + journey_events,
     )

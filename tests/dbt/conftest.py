@@ -28,6 +28,7 @@ def built_traffic() -> Traffic:
         start=date(2024, 3, 1),
         faults=FAULTS,
         identity_scenarios=True,
+        journeys=True,
     )
 
 

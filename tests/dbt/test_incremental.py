@@ -72,6 +72,7 @@ def test_generator_batches_by_arrival_day_equal_full_refresh(tmp_path: Path) -> 
         start=date(2024, 3, 1),
         faults={"duplicates", "late", "skew", "malformed"},
         identity_scenarios=True,
+        journeys=True,
     )
     batches = arrival_batches(accepted_rows(traffic))
     assert len(batches) >= 4, "expected late data arriving after the last generated day"

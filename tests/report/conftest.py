@@ -39,7 +39,7 @@ def demo_warehouse(
     work = tmp_path_factory.mktemp("report")
     warehouse = DuckDBFile(work / "warehouse.duckdb")
     topic = f"report.{uuid.uuid4().hex[:10]}"
-    traffic = generate(events=5_000, users=250, days=2, seed=11, faults=FAULTS)
+    traffic = generate(events=5_000, users=250, days=2, seed=11, faults=FAULTS, journeys=True)
     settings = settings_for(broker.bootstrap, topic)
     produce(traffic.messages, settings, topic)
     ingest(settings, warehouse)
