@@ -11,7 +11,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pipelines.generated_event import Event
@@ -58,10 +58,27 @@ class Funnel:
 
 @dataclass(frozen=True)
 class Attempt:
-    reached: tuple[bool, ...]  # per step position
+    at: tuple[datetime | None, ...]  # when each step position was reached (None: not reached)
     converted: bool
     excluded: bool
     held: tuple[str, ...] | None  # the held properties' values (hold_constant)
+    window_ends: datetime
+    broken: bool  # strict order: another event broke the sequence before it converted
+
+    @property
+    def reached(self) -> tuple[bool, ...]:
+        """Per step position, whether the attempt reached it."""
+        return tuple(t is not None for t in self.at)
+
+    def is_still_open(self, watermark: datetime) -> bool:
+        """It may still convert: not converted, excluded nor broken, and its window ends after
+        the latest event seen (`watermark`)."""
+        return (
+            not self.converted
+            and not self.excluded
+            and not self.broken
+            and self.window_ends > watermark
+        )
 
 
 def declared_funnel(f: dict[str, Any], name: str, labels: tuple[str, ...]) -> Funnel:
@@ -104,14 +121,7 @@ def funnel_truth(f: Funnel, entities: list[list[Event]], users: list[list[Event]
     and what each feature did: attempts excluded, optional steps skipped (a later required step
     reached without them), entities with parallel attempts for several held values, and the
     repeats a first-time step ignored. `users` is every user's whole history."""
-    first_ids = {
-        e.message_id
-        for step in f.steps
-        if step.first_time
-        for history in users
-        for e in [next((e for e in history if step.matches(e)), None)]
-        if e is not None
-    }
+    first_ids = first_time_ids(f, users)
     repeats = Counter(
         label
         for step, label in zip(f.steps, f.labels, strict=True)
@@ -147,6 +157,19 @@ def funnel_truth(f: Funnel, entities: list[list[Event]], users: list[list[Event]
         },
         "parallel_entities": parallel,
         "first_time_repeats": dict(repeats),
+    }
+
+
+def first_time_ids(f: Funnel, users: list[list[Event]]) -> set[str]:
+    """The message ids of each user's first ever event matching each first-time step of `f`
+    (`users`: every user's whole history in order): the only events such a step matches."""
+    return {
+        e.message_id
+        for step in f.steps
+        if step.first_time
+        for history in users
+        for e in [next((e for e in history if step.matches(e)), None)]
+        if e is not None
     }
 
 
@@ -212,16 +235,20 @@ def _attempts(
             for j in range(start, last_in_window + 1):
                 for k in hits[j]:
                     first.setdefault(k, j)
-            reached = tuple(k < len(first) for k in range(n))
             converted, last = len(first) == n, max(first.values())
+            # step k of the output is the moment the k-th distinct step was first done
+            done = sorted(events[j].at for j in first.values())
+            times = tuple(done[k] if k < len(done) else None for k in range(n))
+            broken = False
         else:
-            at[0], last, r = start, start, 1
+            at[0], last, r, broken = start, start, 1, False
             for j in range(start + 1, last_in_window + 1):
                 if r == len(required):
                     break
                 if required[r] in hits[j]:
                     at[required[r]], last, r = j, j, r + 1
                 elif f.order == "strict":
+                    broken = True
                     break
             converted = r == len(required)
             for k in range(n):
@@ -231,14 +258,14 @@ def _attempts(
                     taken = next((j for j in range(after + 1, until) if k in hits[j]), None)
                     if taken is not None:
                         at[k] = taken
-            reached = tuple(k in at for k in range(n))
+            times = tuple(events[at[k]].at if k in at else None for k in range(n))
         excluded = any(
             x.after in at
             and x.before in at
             and any(x.event.matches(events[j]) for j in range(at[x.after] + 1, at[x.before]))
             for x in f.exclusions
         )
-        attempts.append(Attempt(reached, converted, excluded, held))
+        attempts.append(Attempt(times, converted, excluded, held, window_ends, broken))
         i = last + 1 if converted or f.order == "strict" else last_in_window + 1
 
 
