@@ -24,7 +24,14 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 
 from pipelines.dbt import DBT_PROJECT_DIR
-from pipelines.funnel_truth import Funnel, declared_funnel, funnel_truth, page_path
+from pipelines.drivers_truth import DriverRules, declared_drivers, funnel_drivers
+from pipelines.funnel_truth import (
+    Funnel,
+    declared_funnel,
+    first_time_ids,
+    funnel_truth,
+    page_path,
+)
 from pipelines.generated_event import Event
 from pipelines.generator_identity import IdentityTruth
 from pipelines.report.warehouse import declared_funnels
@@ -43,6 +50,7 @@ class Rules:
     funnels: tuple[Funnel, ...]
     max_user_ids: int  # identities__max_user_ids
     retention: RetentionRules
+    drivers: DriverRules
 
 
 def declared_rules(project_dir: Path = DBT_PROJECT_DIR) -> Rules:
@@ -64,6 +72,7 @@ def declared_rules(project_dir: Path = DBT_PROJECT_DIR) -> Rules:
         funnels=funnels,
         max_user_ids=int(config["identities__max_user_ids"]),
         retention=declared_retention(config),
+        drivers=declared_drivers(config),
     )
 
 
@@ -164,6 +173,7 @@ def ground_truth(events: Sequence[Event], rules: Rules | None = None) -> dict[st
         "landing_pages": dict(sorted(landing_pages.items())),
         "sessions_by_id": by_id,
         "funnels": {f.name: _funnel_truth(f, sessions) for f in rules.funnels},
+        "drivers": _drivers_truth(rules, sessions),
         "retention": retention_truth(sessions, session_channels, rules.retention),
     }
 
@@ -185,8 +195,30 @@ def _landing_page(session: list[Event]) -> str:
 
 def _funnel_truth(f: Funnel, sessions: list[tuple[str, list[Event]]]) -> dict[str, Any]:
     """`f`'s attempts over every entity (a session, or a user's sessions)."""
+    entities, users = _funnel_entities(f, sessions)
+    return funnel_truth(f, entities, users)
+
+
+def _drivers_truth(rules: Rules, sessions: list[tuple[str, list[Event]]]) -> dict[str, list[int]]:
+    """Every declared funnel's conversion drivers (pipelines/drivers_truth.py), one dict."""
+    # attempts are still open when their window ends after the latest event
+    watermark = max(e.at for _, s in sessions for e in s)
+    drivers: dict[str, list[int]] = {}
+    for f in rules.funnels:
+        entities, users = _funnel_entities(f, sessions)
+        drivers.update(
+            funnel_drivers(f, entities, first_time_ids(f, users), watermark, rules.drivers)
+        )
+    return dict(sorted(drivers.items()))
+
+
+def _funnel_entities(
+    f: Funnel, sessions: list[tuple[str, list[Event]]]
+) -> tuple[list[list[Event]], list[list[Event]]]:
+    """(the event lists `f` runs over: each session, or each user's sessions; every user's
+    whole history, which first-time steps look back over)."""
     per_user: dict[str, list[Event]] = defaultdict(list)
     for key, s in sessions:  # each user's sessions are in time order already
         per_user[key].extend(s)
     users = list(per_user.values())
-    return funnel_truth(f, [s for _, s in sessions] if f.scope == "session" else users, users)
+    return ([s for _, s in sessions] if f.scope == "session" else users), users

@@ -47,12 +47,14 @@ USERS_MART: Final = "dim_users"
 FUNNEL_PROGRESS_MART: Final = "fct_funnel_progress"
 FUNNEL_DAILY_MART: Final = "agg_funnel_daily"
 RETENTION_MART: Final = "agg_retention"
+DRIVERS_MART: Final = "agg_conversion_drivers"
 MARTS: Final = (
     SESSIONS_MART,
     USERS_MART,
     FUNNEL_PROGRESS_MART,
     FUNNEL_DAILY_MART,
     RETENTION_MART,
+    DRIVERS_MART,
 )
 
 # the dlt pipeline (its state, holding the offsets, is stored under this name)

@@ -33,6 +33,7 @@ from pipelines.report.warehouse import (
     period,
     retention,
     sessions_daily,
+    top_drivers,
 )
 from pipelines.warehouse import Warehouse, WarehouseError, open_warehouse
 
@@ -130,6 +131,7 @@ def collect(
         "channels": [],
         "channel_platform_sessions": [],
         "retention": [],
+        "drivers": [],
         "quality": None,
         "tracking_plan": None,
     }
@@ -182,6 +184,7 @@ def _collect(
         channels=channels(wh),
         channel_platform_sessions=channel_platform_sessions(wh),
         retention=retention(wh),
+        drivers=top_drivers(wh),
     )
     return data
 

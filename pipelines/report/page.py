@@ -163,6 +163,46 @@ def funnel_features(f: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def drivers_section(drivers: list[dict[str, Any]]) -> str:
+    """Per funnel transition, the top features that separate converters from drop-offs."""
+    if not drivers:
+        return ""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for d in drivers:
+        groups.setdefault((d["funnel_name"], d["from_step"]), []).append(d)
+    parts = []
+    for (funnel, step), rows in groups.items():
+        first = rows[0]
+        rows_html = table(
+            ["feature", "converted with it", "dropped off with it", "odds ratio", "95% interval"],
+            [
+                [
+                    d["feature"] + (" *" if d["is_significant"] else ""),
+                    f"{number(d['converted_with'])} of {number(d['converted_total'])}",
+                    f"{number(d['dropped_with'])} of {number(d['dropped_total'])}",
+                    f"{d['odds_ratio']:.2f}",
+                    f"{d['odds_ratio_ci_lower']:.2f} to {d['odds_ratio_ci_upper']:.2f}",
+                ]
+                for d in rows
+            ],
+            "drivers",
+        )
+        parts.append(
+            f'<div class="card" data-drivers="{escape(funnel)}:{step}">'
+            f"<h3>{escape(funnel)}: step {step} to {first['to_step']} "
+            f'<span class="about">{escape(str(first["to_step_name"]))}</span></h3>'
+            f"{rows_html}</div>"
+        )
+    return (
+        '<section id="drivers"><h2>Conversion drivers</h2>'
+        "<p>What attempts did before the next step (converted) or before their window ended "
+        "(dropped off): odds ratio of converting with the feature vs without it; * its 95% "
+        "interval excludes 1 (analytics.agg_conversion_drivers).</p>"
+        + "".join(parts)
+        + "</section>"
+    )
+
+
 def sessions_section(data: dict[str, Any]) -> str:
     h = data["headline"]
     tiles = "".join(
@@ -326,7 +366,11 @@ def render(data: dict[str, Any], specs: dict[str, dict[str, Any]]) -> str:
         funnels = "".join(funnel_section(f) for f in data["funnels"]) or (
             '<p class="empty">No funnels declared.</p>'
         )
-        main = f'<section id="funnels"><h2>Funnels</h2>{funnels}</section>' + sessions_section(data)
+        main = (
+            f'<section id="funnels"><h2>Funnels</h2>{funnels}</section>'
+            + drivers_section(data["drivers"])
+            + sessions_section(data)
+        )
     else:
         subtitle = "no data yet"
         main = (

@@ -14,6 +14,7 @@ from pipelines.names import ANALYTICS, FUNNEL_PROGRESS_MART, MARTS
 from pipelines.warehouse import SqlClient
 
 TOP_LANDING_PAGES = 10
+TOP_DRIVERS = 5
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,40 @@ def retention(wh: Reader) -> list[dict[str, Any]]:
         group by cohort_date, period_number
         order by cohort_date, period_number
         """
+    )
+
+
+def top_drivers(wh: Reader, limit: int = TOP_DRIVERS) -> list[dict[str, Any]]:
+    """Per funnel and step transition, the features whose odds ratio is furthest from 1 (in
+    either direction, on the log scale), significant ones first."""
+    return wh.records(
+        """
+        select * exclude (rank)
+        from (
+            select
+                funnel_name,
+                from_step,
+                to_step,
+                to_step_name,
+                feature,
+                converted_with,
+                dropped_with,
+                converted_total,
+                dropped_total,
+                odds_ratio,
+                odds_ratio_ci_lower,
+                odds_ratio_ci_upper,
+                is_significant,
+                row_number() over (
+                    partition by funnel_name, from_step
+                    order by is_significant desc, abs(ln(odds_ratio)) desc, feature
+                ) as rank
+            from analytics.agg_conversion_drivers
+        )
+        where rank <= ?
+        order by funnel_name, from_step, rank
+        """,
+        [limit],
     )
 
 

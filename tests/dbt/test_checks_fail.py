@@ -144,6 +144,36 @@ PLANTS = {
         limit 1
         """,
     ),
+    "driver_seen_by_more_than_all": Plant(
+        "expression_is_true_agg_conversion_drivers_converted_with_converted_total_and_dropped_with_dropped_total",
+        """
+        update analytics.agg_conversion_drivers set dropped_with = dropped_total + 1
+        where driver_id = (select min(driver_id) from analytics.agg_conversion_drivers)
+        """,
+    ),
+    "driver_below_the_support": Plant(
+        "expression_is_true_agg_conversion_drivers_converted_with_dropped_with_var_drivers__min_support_",
+        """
+        update analytics.agg_conversion_drivers set converted_with = 0, dropped_with = 1
+        where driver_id = (select min(driver_id) from analytics.agg_conversion_drivers)
+        """,
+    ),
+    "odds_ratio_outside_its_interval": Plant(
+        "expression_is_true_agg_conversion_drivers_odds_ratio_ci_lower_odds_ratio_and_odds_ratio_odds_ratio_ci_upper_and_odds_ratio_ci_lower_0",
+        """
+        update analytics.agg_conversion_drivers set odds_ratio = odds_ratio_ci_upper * 2
+        where driver_id = (select min(driver_id) from analytics.agg_conversion_drivers)
+        """,
+    ),
+    "driver_row_twice": Plant(
+        "unique_combination_agg_conversion_drivers_funnel_name__from_step__feature_type__event_name__property_key__property_value",
+        """
+        insert into analytics.agg_conversion_drivers
+        select * replace ('planted' as driver_id) from analytics.agg_conversion_drivers
+        order by driver_id
+        limit 1
+        """,
+    ),
     "event_in_no_session": Plant(
         "assert_session_events_in_exactly_one_session",
         """

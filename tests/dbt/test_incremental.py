@@ -82,6 +82,10 @@ def test_generator_batches_by_arrival_day_equal_full_refresh(tmp_path: Path) -> 
     assert_same_as_full_refresh(db)
     [(sessions,)] = query(db, "select count(*) from analytics.fct_sessions")
     assert sessions == traffic.truth["sessions"]
+    # the drivers were compared with rows in them (a table rebuilt on every run from the marts
+    # above), and they are the truth's
+    [(drivers,)] = query(db, "select count(*) from analytics.agg_conversion_drivers")
+    assert drivers == len(traffic.truth["drivers"]) > 0
 
 
 def test_day_by_day_runs_with_late_bridge_and_late_login(tmp_path: Path) -> None:

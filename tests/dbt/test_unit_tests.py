@@ -19,6 +19,7 @@ MUST_HAVE_UNIT_TESTS = {
     "dim_users",
     "agg_funnel_daily",
     "agg_retention",
+    "agg_conversion_drivers",
 }
 
 

@@ -26,6 +26,7 @@ MARTS = (
     "fct_funnel_progress",
     "agg_funnel_daily",
     "agg_retention",
+    "agg_conversion_drivers",
 )
 
 

@@ -35,6 +35,7 @@ FRESHNESS_CHECKS = {
         "fct_funnel_progress",
         "agg_funnel_daily",
         "agg_retention",
+        "agg_conversion_drivers",
     )
 }
 
@@ -183,6 +184,7 @@ def test_marts_are_contracts_the_report_an_exposure_and_steps_private() -> None:
         "fct_funnel_progress",
         "agg_funnel_daily",
         "agg_retention",
+        "agg_conversion_drivers",
     }
     for name in marts:
         model = models[name]

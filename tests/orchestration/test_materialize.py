@@ -328,7 +328,14 @@ def _message_id(value: bytes) -> str | None:
         return None
 
 
-MARTS = ["fct_sessions", "dim_users", "fct_funnel_progress", "agg_funnel_daily", "agg_retention"]
+MARTS = [
+    "fct_sessions",
+    "dim_users",
+    "fct_funnel_progress",
+    "agg_funnel_daily",
+    "agg_retention",
+    "agg_conversion_drivers",
+]
 
 
 def _marts(warehouse: DuckDBFile) -> list[str]:
