@@ -63,7 +63,7 @@ dev: setup ## open the Dagster UI (dagster dev -w workspace.yaml) on http://127.
 	$(BIN)/python -m orchestration.instance
 	$(BIN)/dagster dev -w workspace.yaml
 
-bench: setup postgres ## quick benchmarks (~12 min): ingestion vs kafka-python at 300k, collector, dbt vs its floor at 1M, lake vs file and 2 shards vs 1 at 300k
+bench: setup postgres ## quick benchmarks (~12 min): ingestion vs kafka-python at 300k, collector with 1 and 2 workers, dbt vs its floor at 1M, lake vs file and 2 shards vs 1 at 300k
 	$(BIN)/python -m benchmarks.ingest_throughput --events 300000 --repeat 3
 	$(BIN)/python benchmarks/collector_throughput.py --seconds 20
 	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1 --no-incremental
