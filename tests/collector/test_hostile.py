@@ -121,11 +121,10 @@ def test_health_answers_while_heavy_requests_are_in_flight(
 ) -> None:
     """Parsing, checking and serialising run off the event loop: while four requests of 8,000
     events each are being worked on, /health keeps answering. Counted, not timed: how many
-    answers it gives before the first of those requests is answered."""
+    answers it gives before the last of those requests is answered."""
     heavy = _heavy_batch(HEAVY_EVENTS)
     uploaded = [threading.Event() for _ in range(4)]
-    answered = threading.Event()
-    statuses: list[int] = []
+    statuses: list[int] = []  # appended by the senders as their answers come
 
     def body(sent: threading.Event) -> Iterator[bytes]:
         for start in range(0, len(heavy), 64 * 1024):
@@ -136,30 +135,26 @@ def test_health_answers_while_heavy_requests_are_in_flight(
         with httpx.Client(base_url=str(client.base_url), timeout=120) as own:
             r = own.post("/v1/batch", content=body(sent), headers=basic(SERVER_KEY))
         statuses.append(r.status_code)
-        answered.set()
 
     senders = [threading.Thread(target=post, args=(sent,)) for sent in uploaded]
-    # /health probes the broker once and then answers from what it knows for a while: that
-    # first probe (~0.1 s idle, longer beside the heavy work) is not what is counted here
-    assert client.get("/health").status_code == 200
     for sender in senders:
         sender.start()
-    # counting starts once one body is in: waiting for all four let a loaded machine answer the
-    # first request before the count began (0 answers counted, in a CI run beside a benchmark)
     assert uploaded[0].wait(60)
 
-    # count the /health answers given before the first heavy request is answered
+    # count the /health answers given before the last heavy request is answered. Not the first:
+    # a /health that finds nothing known for a second probes the broker in a thread, and beside
+    # the heavy work that probe (0.3-0.8 s) could outlast one request's work (0 counted, twice)
     healthy = 0
-    while not answered.is_set():
+    while len(statuses) < 4:
         r = client.get("/health")
         assert r.status_code == 200
-        if not answered.is_set():
+        if len(statuses) < 4:
             healthy += 1
     for sender in senders:
         sender.join(120)
     assert statuses == [200] * 4
-    # with the work on the event loop, each /health waited for a whole request's work: two
-    # answers fitted in before the first request's own (here, hundreds)
+    # with the work on the event loop, each /health waited for a whole request's work: a few
+    # answers fitted in between the four requests' own (here, hundreds)
     assert healthy >= 20, healthy
     assert len(stored(settings)) == 4 * HEAVY_EVENTS
 
