@@ -8,9 +8,9 @@ from pathlib import Path
 import duckdb
 
 from pipelines.generator import generate
+from pipelines.names import MARTS
 from tests.dbt.fixtures import as_accepted, raw_row
 from tests.dbt.warehouse import (
-    MARTS,
     accepted_rows,
     append_raw,
     arrival_batches,
@@ -19,6 +19,14 @@ from tests.dbt.warehouse import (
     run_dbt,
     utc,
 )
+
+
+def load_and_build_days(db: Path, runs: list[tuple[list[dict], list[str]]]) -> None:
+    """Each (rows, days) in turn: append the rows as one load, then a one-day build per day."""
+    for i, (rows, days) in enumerate(runs):
+        append_raw(db, as_accepted(rows), f"load-{i}")
+        for day in days:
+            run_dbt(db, "build", vars={"min_date": day, "max_date": day})
 
 
 def snapshot_marts(db: Path) -> None:
@@ -159,10 +167,7 @@ def test_day_by_day_runs_with_late_bridge_and_late_login(tmp_path: Path) -> None
         (on_day2, ["2024-03-01", "2024-03-02"]),
         (on_day3, ["2024-03-01", "2024-03-03"]),
     ]
-    for i, (rows, days) in enumerate(runs):
-        append_raw(db, as_accepted(rows), f"load-{i}")
-        for day in days:
-            run_dbt(db, "build", vars={"min_date": day, "max_date": day})
+    load_and_build_days(db, runs)
 
     sessions = query(
         db,
@@ -230,10 +235,7 @@ def test_late_alias_merging_two_histories_equals_full_refresh(tmp_path: Path) ->
         ),
     ]
     runs = [(on_day1, ["2024-03-01"]), (on_day2, ["2024-03-02"]), (on_day3, ["2024-03-02"])]
-    for i, (rows, days) in enumerate(runs):
-        append_raw(db, as_accepted(rows), f"load-{i}")
-        for day in days:
-            run_dbt(db, "build", vars={"min_date": day, "max_date": day})
+    load_and_build_days(db, runs)
 
     sessions = query(
         db,

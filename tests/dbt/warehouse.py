@@ -20,14 +20,6 @@ from pipelines.generator import Traffic
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT = REPO_ROOT / "dbt_project"
 DBT = Path(sys.executable).parent / "dbt"
-MARTS = (
-    "fct_sessions",
-    "dim_users",
-    "fct_funnel_progress",
-    "agg_funnel_daily",
-    "agg_retention",
-    "agg_conversion_drivers",
-)
 
 
 def run_dbt(

@@ -10,6 +10,7 @@ import dagster as dg
 from orchestration.assets.keys import INGESTION_POOL
 from orchestration.definitions import defs
 from orchestration.project import dbt_project
+from pipelines.names import MARTS
 
 RAW = {dg.AssetKey(["raw", "tracking_events"]), dg.AssetKey(["raw", "tracking_events_rejected"])}
 # written by `trackflow forget` (the forget job), read by staging: an external asset
@@ -27,17 +28,7 @@ CUSTOM_CHECKS = {
 }
 FUNNEL_CHECK = ("analytics/agg_funnel_daily", "funnel_monotonicity")
 # per day partition, one on each mart
-FRESHNESS_CHECKS = {
-    (f"analytics/{mart}", "freshness_check")
-    for mart in (
-        "fct_sessions",
-        "dim_users",
-        "fct_funnel_progress",
-        "agg_funnel_daily",
-        "agg_retention",
-        "agg_conversion_drivers",
-    )
-}
+FRESHNESS_CHECKS = {(f"analytics/{mart}", "freshness_check") for mart in MARTS}
 
 
 def _manifest() -> dict:

@@ -32,6 +32,7 @@ from orchestration.demo import materialize_everything, summarize
 from pipelines.broker import EmbeddedBroker
 from pipelines.dbt import dbt_executable
 from pipelines.generator import generate
+from pipelines.names import MARTS
 from pipelines.warehouse import DuckDBFile
 from tests.conftest import REPO_ROOT
 from tests.helpers import scalar
@@ -326,16 +327,6 @@ def _message_id(value: bytes) -> str | None:
         return json.loads(value).get("messageId")
     except (ValueError, AttributeError):
         return None
-
-
-MARTS = [
-    "fct_sessions",
-    "dim_users",
-    "fct_funnel_progress",
-    "agg_funnel_daily",
-    "agg_retention",
-    "agg_conversion_drivers",
-]
 
 
 def _marts(warehouse: DuckDBFile) -> list[str]:
