@@ -22,7 +22,7 @@ from kafka import TopicPartition
 from pipelines.config import IngestSettings, KafkaSettings, PrivacyConfig, TrackingPlanSettings
 from pipelines.gaps import record_gaps, resolve_gaps
 from pipelines.ingest_metrics import write_ingest_metrics
-from pipelines.kafka_source import kafka_source, state_offsets
+from pipelines.kafka_source import Feed, kafka_source, state_offsets
 from pipelines.kafka_source.helpers import (
     DrainStats,
     IngestError,
@@ -202,6 +202,9 @@ def ingest(
 
     The drain is loaded in parts of at most `limits.messages_per_load` messages; each part is
     one dlt load holding its rows and offsets, so a crash loses at most the part in flight.
+    Three threads share the work: the poller decodes records, a stage thread validates and
+    minimises the previous batch, this one writes and loads; while a part loads, the next
+    part's first batches are drained and validated.
     With `shard` only the partitions it owns are drained; any number of shards may run at once
     against a DuckLake warehouse (a DuckDB file takes one writer: a second one gets
     WarehouseLocked).
@@ -246,44 +249,49 @@ def ingest(
     stats = DrainStats()  # shared by the parts: counts and time limits cover the whole run
     load_id: str | None = None
     with KafkaSession(settings, shard) as kafka:
-        for part in itertools.count():
-            first = part == 0
-            part_limit = min(limits.max_messages, stats.messages + limits.messages_per_load)
-            source = kafka_source(
-                kafka,
-                start,
-                stored=_positions(warehouse, pipeline, settings, shard),
-                resume_from=resume if first else None,
-                check_gaps=first,
-                limits=limits,
-                max_messages=part_limit,
-                stats=stats,
-                on_batch=on_batch,
-                privacy=rules,
-                suppressed=suppressed,
-                plan=plan,
-                plan_mode=plan_settings.plan_mode,
-            )
-            try:
-                # pipeline.run's steps one by one, so progress (and crash tests) tell them apart;
-                # the first part's extract starts with the gap checks
-                phase("extract")
-                pipeline.extract(source, loader_file_format="parquet")
-                phase("normalize")
-                pipeline.normalize()
-                phase("load")
-                info = _load_with_retries(pipeline)
-            except PipelineStepFailed as exc:
-                error = _operator_error(exc, warehouse)
-                if isinstance(error, OffsetGapError):
-                    record_gaps(warehouse, pipeline_name, error.gaps)
-                raise error from exc
-            if info and info.loads_ids:
-                load_id = info.loads_ids[-1]
-            # a part that stopped at its own size before the run's limit: load the next part
-            if stats.stopped_because != "max_messages" or stats.messages >= limits.max_messages:
-                break
-            stats.stopped_because = ""
+        # one drain for the whole run, cut into parts: the next part's batches are drained and
+        # validated while this one loads
+        feed = Feed()
+        try:
+            for part in itertools.count():
+                first = part == 0
+                source = kafka_source(
+                    kafka,
+                    start,
+                    stored=_positions(warehouse, pipeline, settings, shard) if first else None,
+                    resume_from=resume if first else None,
+                    check_gaps=first,
+                    limits=limits,
+                    max_messages=limits.max_messages,
+                    stats=stats,
+                    on_batch=on_batch,
+                    privacy=rules,
+                    suppressed=suppressed,
+                    plan=plan,
+                    plan_mode=plan_settings.plan_mode,
+                    feed=feed,
+                    part_messages=limits.messages_per_load,
+                )
+                try:
+                    # pipeline.run's steps one by one, so progress (and crash tests) tell them
+                    # apart; the first part's extract starts with the gap checks
+                    phase("extract")
+                    pipeline.extract(source, loader_file_format="parquet")
+                    phase("normalize")
+                    pipeline.normalize()
+                    phase("load")
+                    info = _load_with_retries(pipeline)
+                except PipelineStepFailed as exc:
+                    error = _operator_error(exc, warehouse)
+                    if isinstance(error, OffsetGapError):
+                        record_gaps(warehouse, pipeline_name, error.gaps)
+                    raise error from exc
+                if info and info.loads_ids:
+                    load_id = info.loads_ids[-1]
+                if feed.finished:
+                    break
+        finally:
+            feed.close()
 
         resumed = (
             resolve_gaps(warehouse, kafka.partitions(), f"resumed from {resume_from}")

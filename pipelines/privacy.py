@@ -153,28 +153,50 @@ def _rewrite(target: str, parts: tuple[str, ...], rule: int) -> str:
     )
 
 
-def _replace_everywhere(target: str, rule: int) -> str:
-    """SQL for the target JSON text with every member value equal to old_<rule> set to
-    new_<rule>.
+def _swapped(target: str, rule: int) -> str:
+    """SQL for the target JSON text with old_<rule> replaced by new_<rule> as a member value,
+    by text: NULL where the value does not occur or the exact route is needed anyway.
 
-    The text route replaces the quoted old value after a colon (`:"v"` or `: "v"`, which in
-    JSON can only be a member value); when that leaves a quoted copy behind (other spacing, the
-    value also used as a key) or the text has escapes (the value might be written escaped),
-    the exact route parses the document (REPLACE_JSON_VALUES, a few rows at most).
+    The quoted old value is replaced after a colon (`:"v"`, or with JSON's optional space
+    `: "v"`, which in JSON can only be a member value). Computed once, in its own step, because
+    `_replace_everywhere` needs it in a condition and as the result (a CASE evaluates each
+    branch's expression again), and the second replace runs only where the spaced form occurs:
+    on a payload each replace costs more than the rest of the rule.
     """
     old, new = f"old_{rule}", f"new_{rule}"
     quoted = f"('\"' || {old} || '\"')"
     replacement = f"coalesce('\"' || {new} || '\"', 'null')"
-    text = (
-        f"replace(replace({target}, ':' || {quoted}, ':' || {replacement}), "
-        f"': ' || {quoted}, ': ' || {replacement})"
+    compact = f"replace({target}, ':' || {quoted}, ':' || {replacement})"
+    spaced = f"replace({compact}, ': ' || {quoted}, ': ' || {replacement})"
+    return (
+        f"case when {target} is null or {old} is null or not contains({target}, {old}) "
+        f"or contains({target}, '\\') then null "
+        f"when contains({target}, ': ' || {quoted}) then {spaced} else {compact} end"
     )
+
+
+def _swapped_column(target: str, rule: int) -> str:
+    return f"swapped_{rule}_{target}"
+
+
+def _replace_everywhere(target: str, rule: int) -> str:
+    """SQL for the target JSON text with every member value equal to old_<rule> set to
+    new_<rule>, given `_swapped`'s text as column swapped_<rule>_<target>.
+
+    When the text route leaves a quoted copy behind (other spacing, the value also used as a
+    key) or the text has escapes (the value might be written escaped), the exact route parses
+    the document (REPLACE_JSON_VALUES, a few rows at most).
+    """
+    old, new = f"old_{rule}", f"new_{rule}"
+    quoted = f"('\"' || {old} || '\"')"
+    swapped = _swapped_column(target, rule)
     return (
         f"case when {target} is null or {old} is null or {new} is not distinct from {old} "
         f"then {target} "
         f"when contains({target}, '\\') then {REPLACE_JSON_VALUES}({target}, {old}, {new}) "
-        f"when not contains({target}, {old}) then {target} "
-        f"when not contains({text}, {quoted}) then {text} "
+        # no backslash: NULL means the old value does not occur in the text
+        f"when {swapped} is null then {target} "
+        f"when not contains({swapped}, {quoted}) then {swapped} "
         f"else {REPLACE_JSON_VALUES}({target}, {old}, {new}) end"
     )
 
@@ -227,9 +249,10 @@ def minimise(accepted: pa.Table, settings: PrivacySettings) -> pa.Table:
                 f"select *, case when old_{i} is not null then "
                 f"json_type({column}, '{_json_path(inner)}') end as {kind} from prev"
             )
-            replaced = ", ".join(
-                f"{_replace_everywhere(c, i)} as {c}" for c in (*_JSON_COLUMNS, "payload")
-            )
+            texts = (*_JSON_COLUMNS, "payload")
+            swapped = ", ".join(f"{_swapped(c, i)} as {_swapped_column(c, i)}" for c in texts)
+            steps.append(f"select *, {swapped} from prev")
+            replaced = ", ".join(f"{_replace_everywhere(c, i)} as {c}" for c in texts)
             steps.append(f"select * replace ({replaced}) from prev")
             steps.append(
                 f"select * replace ({_set_non_string(column, inner, i, kind)} as {column}, "

@@ -16,7 +16,8 @@ does not. Staging deduplicates on messageId, so a re-read never double-counts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,8 +35,9 @@ from pipelines.tracking_plan import VIOLATIONS_SCHEMA, TrackingPlan, check_batch
 from pipelines.tracking_plan.check import Mode, violations_of_rows
 
 from .helpers import DrainStats, KafkaSession, OffsetGapError
+from .stage import staged
 
-__all__ = ["kafka_source", "state_offsets"]
+__all__ = ["Feed", "kafka_source", "state_offsets"]
 
 OFFSETS_SCHEMA = pa.schema(
     [
@@ -46,6 +48,35 @@ OFFSETS_SCHEMA = pa.schema(
         ("shard", pa.string()),
     ]
 )
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One micro-batch after validation, the tracking plan and minimisation."""
+
+    accepted: pa.Table
+    rejected: pa.Table
+    violations: pa.Table
+    erased: int  # rows of erased people dropped
+    last: dict[TopicPartition, tuple[int, str]]  # next offset and fingerprint per partition
+    messages: int  # Kafka messages it was made of
+
+
+@dataclass
+class Feed:
+    """The processed micro-batches of one drain, shared by the parts (loads) it is cut into.
+
+    The poller and the stage thread outlive a part: while a part loads, they decode and
+    validate the next part's first batches. A batch that was prepared but not loaded when the
+    run ends (or fails) is simply dropped: offsets only advance with the loads.
+    """
+
+    batches: Generator[Batch, None, None] | None = None
+    finished: bool = False  # the drain ended (caught up or a run limit)
+
+    def close(self) -> None:
+        if self.batches is not None:
+            self.batches.close()
 
 
 @dlt.source(name="kafka", max_table_nesting=0)
@@ -64,13 +95,20 @@ def kafka_source(
     suppressed: frozenset[str] = frozenset(),
     plan: TrackingPlan | None = None,
     plan_mode: Mode = "flag",
+    feed: Feed | None = None,
+    part_messages: int | None = None,
 ) -> Any:
-    """One bounded drain of the session's topics; see the module docstring for the tables.
+    """One bounded drain of the session's topics, or one part of it; see the module docstring
+    for the tables.
 
     The resource plans where each partition starts (its `stored` position, `start_from` for new
     partitions, and with `check_gaps` the gap checks: a gap raises OffsetGapError unless
     `resume_from` says where to restart), drains at most `max_messages` messages in all, and
     writes the positions it reached to raw.ingestion_offsets in the same load as the rows.
+
+    A drain loaded in parts passes one `feed` to a source per part, each taking
+    `part_messages` messages from it: the first plans and starts the drain, the others go on
+    where the previous part stopped (their `stored`, `resume_from` and `check_gaps` are unused).
     """
     limits = limits or IngestSettings()
     stats = stats if stats is not None else DrainStats()
@@ -80,16 +118,64 @@ def kafka_source(
         if kafka is None:
             raise ValueError("kafka_source needs an open KafkaSession to extract")
         state = dlt.current.resource_state()
-        positions, moved, gaps = kafka.plan(
-            stored or {}, start_from, check_gaps=check_gaps, resume_from=resume_from
-        )
-        if gaps:
-            raise OffsetGapError(gaps)
+
+        def process(drained: tuple[pa.Table, dict[TopicPartition, tuple[int, str]]]) -> Batch:
+            messages, last = drained
+            accepted, rejected = validate(messages, limits.max_event_bytes)
+            violations = VIOLATIONS_SCHEMA.empty_table()
+            erased = 0
+            if plan is not None:
+                # before minimisation: a blocked event's dead letter keeps the bytes it was sent
+                # with, as every dead letter does, so a replay minimises it exactly once
+                outcome = check_batch(accepted, plan, plan_mode)
+                accepted, violations = outcome.kept, outcome.violations
+                if outcome.blocked.num_rows:
+                    rejected = pa.concat_tables([rejected, outcome.blocked.cast(rejected.schema)])
+            if privacy is not None:
+                accepted = minimise(accepted, privacy)
+                accepted, rejected, erased = drop_suppressed(
+                    accepted, rejected, suppressed, privacy
+                )
+                if erased and violations.num_rows:
+                    violations = violations_of_rows(violations, accepted, rejected)
+            return Batch(accepted, rejected, violations, erased, last, messages.num_rows)
+
+        def tables(batch: Batch) -> Iterator[Any]:
+            """The batch's rows for each table, stamped with the load id; counted in stats."""
+            stats.suppressed += batch.erased
+            if batch.violations.num_rows:
+                stats.plan_violations += len(set(batch.violations.column("message_id").to_pylist()))
+                yield dlt.mark.with_table_name(with_load_id(batch.violations), VIOLATIONS_TABLE)
+            accepted, rejected = with_load_id(batch.accepted), with_load_id(batch.rejected)
+            stats.accepted += accepted.num_rows
+            stats.rejected += rejected.num_rows
+            stats.event_days.update(event_days(accepted))
+            if accepted.num_rows:
+                yield accepted
+            if rejected.num_rows:
+                yield dlt.mark.with_table_name(rejected, REJECTED_TABLE)
+
+        source_feed = feed if feed is not None else Feed()
         # where partitions now stand: a resume moves them (a vanished partition is dropped)
-        reached: dict[TopicPartition, tuple[int, str | None]] = {
-            tp: (offset, None) for tp, offset in moved.items() if offset is not None
-        }
-        stats.resumed_partitions += len(moved)
+        reached: dict[TopicPartition, tuple[int, str | None]] = {}
+        if source_feed.batches is None:
+            positions, moved, gaps = kafka.plan(
+                stored or {}, start_from, check_gaps=check_gaps, resume_from=resume_from
+            )
+            if gaps:
+                raise OffsetGapError(gaps)
+            reached.update({tp: (o, None) for tp, o in moved.items() if o is not None})
+            stats.resumed_partitions += len(moved)
+            drained = kafka.drain(
+                positions,
+                stats,
+                batch_size=limits.batch_size,
+                max_messages=max_messages or limits.max_messages,
+                max_seconds=limits.max_seconds,
+                part_size=part_messages,
+            )
+            # the next batch is validated on the stage thread while this one is written here
+            source_feed.batches = staged(drained, process)
         if not state.get("tables_created"):
             # zero-row tables on the first run, so readers (dbt sources) always find them
             empty_accepted, empty_rejected = validate(messages_table([]))
@@ -107,44 +193,21 @@ def kafka_source(
             )
             state["violations_table_created"] = True
 
-        for messages, last in kafka.drain(
-            positions,
-            stats,
-            batch_size=limits.batch_size,
-            max_messages=max_messages or limits.max_messages,
-            max_seconds=limits.max_seconds,
-        ):
-            accepted, rejected = validate(messages, limits.max_event_bytes)
-            violations = VIOLATIONS_SCHEMA.empty_table()
-            if plan is not None:
-                # before minimisation: a blocked event's dead letter keeps the bytes it was sent
-                # with, as every dead letter does, so a replay minimises it exactly once
-                outcome = check_batch(accepted, plan, plan_mode)
-                accepted, violations = outcome.kept, outcome.violations
-                if outcome.blocked.num_rows:
-                    rejected = pa.concat_tables([rejected, outcome.blocked.cast(rejected.schema)])
-            if privacy is not None:
-                accepted = minimise(accepted, privacy)
-                accepted, rejected, erased = drop_suppressed(
-                    accepted, rejected, suppressed, privacy
-                )
-                stats.suppressed += erased
-                if erased and violations.num_rows:
-                    violations = violations_of_rows(violations, accepted, rejected)
-            if violations.num_rows:
-                stats.plan_violations += len(set(violations.column("message_id").to_pylist()))
-                yield dlt.mark.with_table_name(with_load_id(violations), VIOLATIONS_TABLE)
-            accepted, rejected = with_load_id(accepted), with_load_id(rejected)
-            stats.accepted += accepted.num_rows
-            stats.rejected += rejected.num_rows
-            stats.event_days.update(event_days(accepted))
-            if accepted.num_rows:
-                yield accepted
-            if rejected.num_rows:
-                yield dlt.mark.with_table_name(rejected, REJECTED_TABLE)
-            reached.update(last)
-            if on_batch:
-                on_batch(stats)
+        batches, taken = source_feed.batches, 0
+        try:
+            while part_messages is None or taken < part_messages:
+                batch = next(batches, None)
+                if batch is None:
+                    source_feed.finished = True
+                    break
+                taken += batch.messages
+                yield from tables(batch)
+                reached.update(batch.last)
+                if on_batch:
+                    on_batch(stats)
+        finally:
+            if feed is None:  # a feed of its own
+                source_feed.close()
         if reached:
             # in the same extract as the rows: saved with the load or not at all
             positions_table = pa.table(

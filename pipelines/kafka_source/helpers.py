@@ -394,6 +394,7 @@ class KafkaSession:
         batch_size: int,
         max_messages: int,
         max_seconds: float,
+        part_size: int | None = None,
     ) -> Iterator[tuple[pa.Table, dict[TopicPartition, tuple[int, str]]]]:
         """See `drain`."""
         return drain(
@@ -403,6 +404,7 @@ class KafkaSession:
             batch_size=batch_size,
             max_messages=max_messages,
             max_seconds=max_seconds,
+            part_size=part_size,
             servers=self.settings.bootstrap_servers,
         )
 
@@ -437,8 +439,10 @@ def drain(
     max_messages: int,
     max_seconds: float,
     servers: str,
+    part_size: int | None = None,
 ) -> Iterator[tuple[pa.Table, dict[TopicPartition, tuple[int, str]]]]:
     """Yield (messages, last record per partition) micro-batches until caught up or a limit.
+    With `part_size`, no batch straddles a multiple of it (the drain's parts end on a batch).
 
     Polling runs in a background thread so the next fetch overlaps with validating and loading
     the previous batch (DuckDB and Arrow release the GIL). Stops at the first empty poll once every
@@ -459,6 +463,7 @@ def drain(
             "batch_size": batch_size,
             "max_messages": max_messages,
             "max_seconds": max_seconds,
+            "part_size": part_size or max_messages,
             "servers": servers,
         },
         name="kafka-poller",
@@ -504,6 +509,7 @@ def _poll_loop(
     batch_size: int,
     max_messages: int,
     max_seconds: float,
+    part_size: int,
     servers: str,
 ) -> None:
     consumer.assign([p.tp for p in positions])
@@ -538,7 +544,8 @@ def _poll_loop(
         if stats.seconds >= max_seconds:
             stats.stopped_because = "max_seconds"
             break
-        room = min(batch_size - len(cols[0]), max_messages - stats.messages)
+        part_room = part_size - stats.messages % part_size
+        room = min(batch_size - len(cols[0]), max_messages - stats.messages, part_room)
         wait = FLUSH_POLL_TIMEOUT_MS if flushing and not first_poll else POLL_TIMEOUT_MS
         batch = consumer.poll(timeout_ms=wait, max_records=room)
         first_poll = False
@@ -567,7 +574,7 @@ def _poll_loop(
             nxt[tp] = tail.offset + 1
             stats.messages += len(records)
         stats.next_offsets = dict(nxt)
-        if len(cols[0]) >= batch_size:
+        if len(cols[0]) >= batch_size or stats.messages % part_size == 0:
             emit()
         if not flushing and all(nxt[tp] >= target[tp] for tp in target):
             flushing = True

@@ -1,0 +1,66 @@
+"""One pipeline stage on its own thread: `work` applied to each item, results in order.
+
+Ingestion runs three stages at once: the poller thread decodes Kafka records (Python), a stage
+thread validates and minimises the previous micro-batch (DuckDB, which releases the GIL), and
+the caller's thread writes the batch before that to dlt's parquet files. Queues are bounded, so
+memory holds a few batches whatever the speed of each stage.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_DONE = object()
+_PUT_WAIT_S = 0.1
+
+
+def staged(
+    items: Iterator[T], work: Callable[[T], R], *, depth: int = 2
+) -> Generator[R, None, None]:
+    """Yield `work(item)` for each item, in order, computed on a stage thread up to `depth`
+    results ahead. An exception in `items` or `work` is raised here. Closing this generator
+    stops the stage and closes `items` on the stage thread (the thread that iterates them)."""
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(value, timeout=_PUT_WAIT_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not hand_over(work(item)):
+                    break
+            hand_over(_DONE)
+        except BaseException as exc:  # handed to the consuming thread, which re-raises it
+            hand_over(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=run, name="ingest-stage", daemon=True)
+    thread.start()
+    try:
+        while True:
+            result = ready.get()
+            if result is _DONE:
+                break
+            if isinstance(result, BaseException):
+                raise result
+            yield result
+    finally:
+        stop.set()
+        thread.join()
