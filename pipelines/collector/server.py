@@ -20,7 +20,6 @@ import html
 import ipaddress
 import logging
 import math
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -55,7 +54,7 @@ from pipelines.collector.producer import BrokerUnavailable, EventProducer
 from pipelines.collector.ratelimit import RateLimiter
 from pipelines.collector.rules import WarehouseRules
 from pipelines.collector.validation import Problem
-from pipelines.collector.workers import supervise
+from pipelines.collector.workers import bind, supervise
 from pipelines.config import CollectorSettings
 from pipelines.tracking_plan import load_plan
 
@@ -365,10 +364,12 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def run_worker(settings: CollectorSettings, host: str, port: int, sock: socket.socket) -> None:
-    """One of COLLECTOR_WORKERS processes (`workers.py`), on the socket its parent bound."""
+def run_worker(settings: CollectorSettings, host: str, port: int) -> None:
+    """One of COLLECTOR_WORKERS processes (`workers.py`), on a socket of its own bound to the port
+    its parent holds."""
     try:
         server = uvicorn.Server(uvicorn_config(settings, host, port))
+        sock = bind(host, port)
     except Exception:
         log.exception("a collector worker could not start")
         sys.exit(STARTUP_FAILURE)
