@@ -34,7 +34,7 @@ WarehouseKind = Literal["duckdb", "ducklake"]
 DEFAULT_MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_EVENTS = 2000
-# COLLECTOR_WORKERS when unset: one per CPU, at most this many (each is a producer and ~100 MB)
+# COLLECTOR_WORKERS when unset: one per CPU, at most this many (each is a producer and ~170 MB)
 MAX_DEFAULT_COLLECTOR_WORKERS = 8
 
 
