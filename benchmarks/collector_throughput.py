@@ -5,8 +5,13 @@ posts pre-built batches from concurrent keep-alive connections for a bounded tim
 events/s. The collector's own /metrics confirm how many events Kafka acknowledged.
 
 Each value of --workers (COLLECTOR_WORKERS: processes accepting on one port, each with its own
-producer) is measured in turn against the same broker; ratios are against the first. CPU time is
-counted over each process tree (a multi-worker collector's work is in its children).
+producer) is measured in turn against the same broker; ratios are against the first. By default
+that is 1 and the collector's own default (one per CPU, at most 8), the figure a plain
+`trackflow collect` gives. CPU time is counted over each process tree (a multi-worker collector's
+work is in its children).
+
+The client's own startup objects are frozen out of its garbage collections before it measures:
+a full collection of them stalled it for 30-50 ms, counted as the collector's latency.
 
     .venv/bin/python benchmarks/collector_throughput.py [--seconds 20] [--workers 1,2]
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import re
@@ -31,6 +37,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from pipelines.broker import EmbeddedBroker, free_port
+from pipelines.config import default_collector_workers
 
 WRITE_KEY = "bench-write-key"
 TOPIC = "bench.tracking.events"
@@ -147,6 +154,8 @@ def measure(broker: EmbeddedBroker, workers: int, args: argparse.Namespace) -> d
         wait_healthy(url, collector)
         bodies = [make_batch(args.batch, n) for n in range(64)]
         asyncio.run(post_for(url, bodies, args.warmup, args.concurrency))
+        gc.collect()
+        gc.freeze()
         assert broker.proc is not None
         # the client's own process only: the broker and the collector are its children
         cpu_of = {
@@ -183,11 +192,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="connections in parallel")
     parser.add_argument("--batch", type=int, default=100, help="events per request")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds posted before measuring")
+    default = default_collector_workers()
     parser.add_argument(
         "--workers",
-        default="1,2",
+        default=",".join(dict.fromkeys(("1", str(default)))),
         help="comma separated COLLECTOR_WORKERS values, each measured in turn (the first is "
-        "the baseline of the ratios)",
+        f"the baseline of the ratios); default 1 and the collector's default here, {default}",
     )
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]

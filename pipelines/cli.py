@@ -310,6 +310,14 @@ def ingest(
 def collect(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="processes serving the port (default: COLLECTOR_WORKERS, else one per CPU up "
+            "to 8, or 1 when COLLECTOR_RATE_LIMIT is set)",
+        ),
+    ] = None,
 ) -> None:
     """Run the Segment-compatible HTTP collector (write keys from COLLECTOR_WRITE_KEYS)."""
     from pipelines.collector.server import serve
@@ -318,6 +326,8 @@ def collect(
 
     try:
         settings = CollectorSettings.from_env()
+        if workers is not None:
+            settings = settings.model_copy(update={"workers": workers})
         if settings.tracking_plan.plan_file is not None:  # a bad plan fails before serving
             load_plan(settings.tracking_plan.plan_file)
     except (SettingsError, PlanError) as exc:

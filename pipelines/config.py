@@ -9,12 +9,13 @@ from the working directory (already-set variables win). `.env.example` lists eve
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -33,6 +34,20 @@ WarehouseKind = Literal["duckdb", "ducklake"]
 DEFAULT_MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_EVENTS = 2000
+# COLLECTOR_WORKERS when unset: one per CPU, at most this many (each is a producer and ~170 MB)
+MAX_DEFAULT_COLLECTOR_WORKERS = 8
+
+
+def default_collector_workers() -> int:
+    """One collector process per CPU this process may run on, at most
+    MAX_DEFAULT_COLLECTOR_WORKERS (without a rate limit; see CollectorSettings)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DEFAULT_COLLECTOR_WORKERS))
+
+
 DEFAULT_PSEUDONYMIZE_FIELDS = (
     "traits.email",
     "traits.phone",
@@ -361,14 +376,25 @@ class CollectorSettings(_Section):
     # accepted events per second per write key, in each process (collector/ratelimit.py); unset:
     # no limit
     rate_limit: float | None = Field(None, gt=0, alias="COLLECTOR_RATE_LIMIT")
-    # processes serving the one port (collector/workers.py), with multiprocess metrics
-    workers: int = Field(1, gt=0, alias="COLLECTOR_WORKERS")
+    # processes serving the one port (collector/workers.py), with multiprocess metrics; unset: one
+    # per CPU (see _default_workers)
+    workers: int = Field(None, gt=0, alias="COLLECTOR_WORKERS", validate_default=True)
     # prometheus_client's multiprocess mode: every process writes its metrics to files here and
     # /metrics sums them. prometheus_client reads the same variable itself, at import
     metrics_dir: Path | None = Field(None, alias="PROMETHEUS_MULTIPROC_DIR")
 
     _parse_keys = field_validator("write_keys", mode="before")(_write_keys)
     _split_proxies = field_validator("trusted_proxies", mode="before")(_split)
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _default_workers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Unset: one process per CPU this process may run on (at most
+        MAX_DEFAULT_COLLECTOR_WORKERS), since one process is one core; but one when a rate limit is
+        set, as each process keeps its own buckets and N of them would let N times the limit in."""
+        if value is not None:
+            return value
+        return 1 if info.data.get("rate_limit") is not None else default_collector_workers()
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -3,6 +3,7 @@
 kafka-python is thread based; this bridges its futures to asyncio without blocking the event loop:
 `send` runs in a worker thread (it may block on metadata or a full buffer), and the acks of one
 request are counted down by the sender thread, which wakes the request once, at the last ack.
+Each record's partition is chosen here (`partitioner.py`: kafka-python's mapping, for less CPU).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from pipelines.collector.partitioner import partition_for
 from pipelines.config import CollectorSettings
 
 log = logging.getLogger(__name__)
@@ -174,10 +176,25 @@ class EventProducer:
             loop.call_soon_threadsafe(settle, exc)
 
         def send_all() -> None:
-            for key, value in records:
-                future = producer.send(self.topic, key=key, value=value, headers=headers)
-                future.add_callback(on_ack)
-                future.add_errback(on_error)
+            # waits for the topic's metadata only when it is not known yet (bounded by max_block_ms)
+            partitions = sorted(producer.partitions_for(self.topic))
+            topic = self.topic
+            try:
+                for key, value in records:
+                    future = producer.send(
+                        topic,
+                        key=key,
+                        value=value,
+                        headers=headers,
+                        partition=partition_for(key, partitions),
+                    )
+                    future.add_callback(on_ack)
+                    future.add_errback(on_error)
+            except ValueError as exc:
+                # the topic's partitions changed under the request (the metadata no longer knows
+                # the topic, or one of the partitions it had a moment ago): a broker problem that
+                # fresh metadata solves, not a fault of the request
+                raise KafkaError(f"the partitions of {topic} changed: {exc}") from exc
 
         async def produce() -> None:
             await asyncio.to_thread(send_all)

@@ -1,10 +1,15 @@
 """COLLECTOR_WORKERS: several collector processes accepting on one port, to use more than one core.
 
-The parent binds the port once and starts the workers, each a fresh interpreter (spawn) serving the
-collector on the inherited socket; the kernel hands each connection to one of them. Workers share
-nothing else: each has its own producer, its own connection cap (COLLECTOR_MAX_CONNECTIONS each)
-and its own rate-limit buckets, so a write key may send COLLECTOR_RATE_LIMIT events per second to
-each worker.
+The parent binds the port (resolving port 0, failing early when it is taken, and holding it while
+workers come and go) without listening on it, and starts the workers, each a fresh interpreter
+(spawn) listening on a socket of its own bound to the same port with SO_REUSEPORT: the kernel
+spreads new connections over the workers' sockets by a hash of their addresses. On one shared
+socket, whichever worker woke first accepted a whole burst of connections: the benchmark's 8
+connections, opened at once, all went to one of two workers, the other idle. The price: the
+connections still waiting in a dead worker's accept queue are reset (their clients retry). Workers
+share nothing else: each has its own producer, its own connection cap (COLLECTOR_MAX_CONNECTIONS
+each) and its own rate-limit buckets, so a write key may send COLLECTOR_RATE_LIMIT events per second
+to each worker.
 
 Metrics use prometheus_client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR names the directory,
 else a temporary one is made and removed at the end. The workers inherit the variable, so their
@@ -38,18 +43,20 @@ from pipelines.config import CollectorSettings
 
 log = logging.getLogger(__name__)
 
-# what a worker runs: the settings, the address (for logs and the app), the bound socket
-Worker = Callable[[CollectorSettings, str, int, socket.socket], None]
+# what a worker runs: the settings and the address it binds (with `bind`) and serves
+Worker = Callable[[CollectorSettings, str, int], None]
 
 # on top of the shutdown timeout, before a worker that has not stopped is killed
 EXIT_GRACE_S = 5.0
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to the port, which other sockets of this user may bind too (SO_REUSEPORT):
+    the kernel balances connections over those that listen."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.set_inheritable(True)
     return sock
 
 
@@ -65,7 +72,9 @@ def _metrics_dir(settings: CollectorSettings) -> tuple[CollectorSettings, Path |
 
 def supervise(settings: CollectorSettings, host: str, port: int, worker: Worker) -> None:
     """Run settings.workers processes of `worker` on one port until SIGTERM/SIGINT."""
-    sock = _bind(host, port)
+    # never listening: it takes no connections, only holds the port for the workers
+    sock = bind(host, port)
+    port = sock.getsockname()[1]
     settings, made = _metrics_dir(settings)
     assert settings.metrics_dir is not None
     # inherited by the workers: prometheus_client reads it when they import it
@@ -81,7 +90,7 @@ def supervise(settings: CollectorSettings, host: str, port: int, worker: Worker)
 
     def start() -> BaseProcess:
         process = spawn.Process(
-            target=worker, args=(settings, host, port, sock), name="trackflow-collector"
+            target=worker, args=(settings, host, port), name="trackflow-collector"
         )
         process.start()
         return process

@@ -4,6 +4,7 @@ every scrape sums (prometheus_client's multiprocess mode), a killed worker's inc
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipelines.broker import EmbeddedBroker, free_port
 from pipelines.collector import CollectorSettings, SettingsError
 from pipelines.collector.metrics import Metrics, in_multiprocess_mode
+from pipelines.config import MAX_DEFAULT_COLLECTOR_WORKERS
 from tests.collector.helpers import WEB_KEY, basic, drain, events, metric, samples
 
 pytestmark = pytest.mark.timeout(180)
@@ -60,11 +62,31 @@ def test_metrics_hold_the_process_metrics_and_the_collector_series(
 def test_multiprocess_settings() -> None:
     env = {"COLLECTOR_WRITE_KEYS": "k"}
     defaults = CollectorSettings.from_env(env)
-    assert (defaults.workers, defaults.metrics_dir) == (1, None)
+    # one process per CPU the collector may run on, within the bound
+    cpus = len(os.sched_getaffinity(0))
+    assert defaults.workers == min(cpus, MAX_DEFAULT_COLLECTOR_WORKERS) >= 1
+    assert defaults.metrics_dir is None
+    # each process keeps its own rate-limit buckets: one process unless asked for more
+    assert CollectorSettings.from_env({**env, "COLLECTOR_RATE_LIMIT": "50"}).workers == 1
+    limited = {**env, "COLLECTOR_RATE_LIMIT": "50", "COLLECTOR_WORKERS": "3"}
+    assert CollectorSettings.from_env(limited).workers == 3
     with pytest.raises(SettingsError, match="PROMETHEUS_MULTIPROC_DIR='/no/such/dir'"):
         CollectorSettings.from_env({**env, "PROMETHEUS_MULTIPROC_DIR": "/no/such/dir"})
     with pytest.raises(SettingsError, match="COLLECTOR_WORKERS"):
         CollectorSettings.from_env({**env, "COLLECTOR_WORKERS": "0"})
+
+
+def test_workers_option_must_be_positive() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.collector", "--workers", "0"],
+        env={**os.environ, "PYTHONPATH": str(REPO), "COLLECTOR_WRITE_KEYS": "k"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "--workers must be at least 1" in proc.stderr
 
 
 def test_a_metrics_directory_without_multiprocess_mode_is_refused(tmp_path: Path) -> None:
@@ -97,7 +119,7 @@ def worker_pids(directory: Path) -> set[int]:
 
 @pytest.fixture
 def workers(broker: EmbeddedBroker, topic: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`python -m pipelines.collector` with COLLECTOR_WORKERS=2; its url and metrics directory."""
+    """`python -m pipelines.collector --workers 2`; its url and metrics directory."""
     directory = tmp_path / "metrics"
     directory.mkdir()
     # what an earlier run left (unreadable as metrics): removed when the collector starts
@@ -109,13 +131,14 @@ def workers(broker: EmbeddedBroker, topic: str, tmp_path: Path) -> Iterator[tupl
         "COLLECTOR_WRITE_KEYS": f"web:{WEB_KEY}",
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
         "TRACKING_TOPIC": topic,
-        "COLLECTOR_WORKERS": "2",
+        # the option wins over the variable
+        "COLLECTOR_WORKERS": "1",
         "PROMETHEUS_MULTIPROC_DIR": str(directory),
     }
     log = tmp_path / "collector.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.collector", "--port", str(port)],
+            [sys.executable, "-m", "pipelines.collector", "--port", str(port), "--workers", "2"],
             env=env,
             cwd=REPO,
             stdout=out,
@@ -149,6 +172,30 @@ def send(url: str, n: int) -> None:
 
     with ThreadPoolExecutor(n) as pool:
         list(pool.map(one, range(n)))
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers(workers: tuple[str, Path]) -> None:
+    # 16 keep-alive connections opened at once, as a load balancer's pool or the benchmark open
+    # them; on one shared socket the first worker to wake accepted them all
+    url, directory = workers
+
+    async def burst() -> None:
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+            async def connection(i: int) -> None:
+                for n in range(4):
+                    body = {"event": "burst", "anonymousId": f"b{i}-{n}"}
+                    r = await client.post("/v1/track", json=body, headers=basic(WEB_KEY))
+                    assert r.status_code == 200
+
+            await asyncio.gather(*(connection(i) for i in range(16)))
+
+    asyncio.run(burst())
+    counts = per_worker(directory)
+    assert sum(counts.values()) == 64
+    # by the kernel's hash of 16 connections, all on one of two workers has odds of 1 in 32768
+    assert len(counts) == 2 and min(counts.values()) > 0, counts
 
 
 def scrape(url: str) -> str:

@@ -36,6 +36,9 @@ class FakeProducer:
         self.acknowledging = False
         self.closed = False
 
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
     def send(self, topic: str, **_record: Any) -> FakeFuture:
         return FakeFuture(self)
 
