@@ -470,6 +470,16 @@ sequenced_events as (
             and chain.next_candidate_seq = linked.start_seq
 ),
 
+-- the events an attempt can start at (those of its candidates): the join below looks the start
+-- event up among these instead of among every event of the funnel
+{{ f.name }}__start_events as (
+    select * from {{ f.name }}__events
+    where
+        {%- for step in (f.steps if f.order == 'any' else f.steps[:1]) %}
+        ({{ funnel_step_condition(step) }}){% if not loop.last %} or{% endif %}
+        {%- endfor %}
+),
+
 {{ f.name }}__attempts as (
     select
         '{{ f.name }}' as funnel_name,
@@ -511,7 +521,7 @@ sequenced_events as (
         on
             chain.entity_id = linked.entity_id
             and chain.start_seq = linked.start_seq
-    inner join {{ f.name }}__events as start_event
+    inner join {{ f.name }}__start_events as start_event
         on
             chain.entity_id = start_event.entity_id
             and chain.start_seq = start_event.seq
