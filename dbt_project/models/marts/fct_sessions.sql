@@ -133,17 +133,16 @@ scoped_events as (
     {%- endif %}
 ),
 
--- sessionizing sorts the events several times: only the keys go through it, the other columns
--- join back by message_id for the session's aggregates
+-- one sort of the events by entity: the gap to the previous event and the event's rank in its
+-- entity (a session's events are consecutive in that order, so ranks order them in the session)
 inactivity_marks as (
     select
-        user_key,
-        event_at,
-        message_id,
+        *,
         coalesce(
             event_at - lag(event_at) over entity_order > interval {{ inactivity_minutes }} minute,
             true
-        ) as is_visit_start
+        ) as is_visit_start,
+        row_number() over entity_order as entity_rank
     from scoped_events
     window entity_order as (partition by user_key order by event_at, message_id)
 ),
@@ -168,17 +167,20 @@ visits as (
     group by user_key, visit_number
 ),
 
+-- only visits longer than the maximum are cut into several sessions: the events of the others
+-- keep their visit as their session and skip the asof join below
+long_visits as (
+    select * from visits
+    where visit_ended_at - visit_started_at > interval {{ max_length_hours }} hour
+),
+
 long_visit_events as (
-    select
-        visit_numbered.user_key,
-        visit_numbered.visit_number,
-        visit_numbered.event_at
+    select visit_numbered.*
     from visit_numbered
-    inner join visits
+    inner join long_visits
         on
-            visit_numbered.user_key = visits.user_key
-            and visit_numbered.visit_number = visits.visit_number
-    where visits.visit_ended_at - visits.visit_started_at > interval {{ max_length_hours }} hour
+            visit_numbered.user_key = long_visits.user_key
+            and visit_numbered.visit_number = long_visits.visit_number
 ),
 
 -- a visit longer than the maximum is cut greedily: the next session starts at the first event
@@ -188,7 +190,7 @@ session_starts as (
         user_key,
         visit_number,
         visit_started_at as session_started_at
-    from visits
+    from long_visits
     union all
     select
         session_starts.user_key,
@@ -204,44 +206,37 @@ session_starts as (
     group by session_starts.user_key, session_starts.visit_number
 ),
 
-assigned as (
-    select
-        visit_numbered.*,
-        session_starts.session_started_at
-    from visit_numbered
-    asof inner join session_starts
-        on
-            visit_numbered.user_key = session_starts.user_key
-            and visit_numbered.visit_number = session_starts.visit_number
-            and visit_numbered.event_at >= session_starts.session_started_at
-),
-
-indexed as (
-    select
-        *,
-        row_number() over (
-            partition by user_key, session_started_at order by event_at, message_id
-        ) as event_index
-    from assigned
-),
-
+-- a session: a visit, or a part of a long visit (its start; null for the other visits)
 indexed_events as (
     select
-        indexed.user_key,
-        indexed.session_started_at,
-        indexed.event_index,
-        scoped_events.* exclude (user_key)  -- noqa: RF02
-    from indexed
-    inner join scoped_events
-        on indexed.message_id = scoped_events.message_id
+        visit_numbered.*,
+        null::timestamp as long_visit_session_started_at
+    from visit_numbered
+    where
+        not exists (
+            select 1 from long_visits
+            where
+                long_visits.user_key = visit_numbered.user_key
+                and long_visits.visit_number = visit_numbered.visit_number
+        )
+    union all
+    select
+        long_visit_events.*,
+        session_starts.session_started_at as long_visit_session_started_at
+    from long_visit_events
+    asof inner join session_starts
+        on
+            long_visit_events.user_key = session_starts.user_key
+            and long_visit_events.visit_number = session_starts.visit_number
+            and long_visit_events.event_at >= session_starts.session_started_at
 ),
 
 sessions as (
     select
         user_key,
-        session_started_at as started_at,
+        min(event_at) as started_at,
         max(event_at) as ended_at,
-        any_value(message_id) filter (where event_index = 1) as first_message_id,
+        arg_min(message_id, entity_rank) as first_message_id,
         max(stitched_user_id) as user_id,
         coalesce(
             list_sort(list(distinct anonymous_id) filter (where anonymous_id is not null)),
@@ -253,26 +248,26 @@ sessions as (
         count(*) filter (where event_type = 'track') as track_event_count,
         count(*) filter (where event_name in ({{ conversion_events }})) as conversion_event_count,
         min(event_at) filter (where event_name in ({{ conversion_events }})) as first_converted_at,
-        arg_min(page_path, event_index) filter (where event_type = 'page') as landing_page_path,
-        arg_min(page_url, event_index) filter (where event_type = 'page') as landing_page_url,
-        arg_max(page_path, event_index) filter (where event_type = 'page') as exit_page_path,
-        arg_min(screen_name, event_index) filter (
+        arg_min(page_path, entity_rank) filter (where event_type = 'page') as landing_page_path,
+        arg_min(page_url, entity_rank) filter (where event_type = 'page') as landing_page_url,
+        arg_max(page_path, entity_rank) filter (where event_type = 'page') as exit_page_path,
+        arg_min(screen_name, entity_rank) filter (
             where event_type = 'screen'
         ) as landing_screen_name,
-        arg_max(screen_name, event_index) filter (where event_type = 'screen') as exit_screen_name,
-        any_value(referrer_url) filter (where event_index = 1) as referrer_url,
-        any_value(referrer_host) filter (where event_index = 1) as referrer_host,
-        any_value(utm_source) filter (where event_index = 1) as utm_source,
-        any_value(utm_medium) filter (where event_index = 1) as utm_medium,
-        any_value(utm_campaign) filter (where event_index = 1) as utm_campaign,
-        any_value(utm_term) filter (where event_index = 1) as utm_term,
-        any_value(utm_content) filter (where event_index = 1) as utm_content,
-        any_value(traffic_channel) filter (where event_index = 1) as first_traffic_channel,
-        any_value(platform) filter (where event_index = 1) as platform,
-        any_value(device_type) filter (where event_index = 1) as device_type,
-        any_value(os_name) filter (where event_index = 1) as os_name
+        arg_max(screen_name, entity_rank) filter (where event_type = 'screen') as exit_screen_name,
+        arg_min_null(referrer_url, entity_rank) as referrer_url,
+        arg_min_null(referrer_host, entity_rank) as referrer_host,
+        arg_min_null(utm_source, entity_rank) as utm_source,
+        arg_min_null(utm_medium, entity_rank) as utm_medium,
+        arg_min_null(utm_campaign, entity_rank) as utm_campaign,
+        arg_min_null(utm_term, entity_rank) as utm_term,
+        arg_min_null(utm_content, entity_rank) as utm_content,
+        arg_min_null(traffic_channel, entity_rank) as first_traffic_channel,
+        arg_min_null(platform, entity_rank) as platform,
+        arg_min_null(device_type, entity_rank) as device_type,
+        arg_min_null(os_name, entity_rank) as os_name
     from indexed_events
-    group by user_key, session_started_at
+    group by user_key, visit_number, long_visit_session_started_at
 ),
 
 final as (
