@@ -39,6 +39,10 @@ from .stage import staged
 
 __all__ = ["Feed", "kafka_source", "state_offsets"]
 
+# threads validating and minimising batches side by side (DuckDB releases the GIL): one alone
+# could not keep up with the poller
+STAGE_WORKERS = 2
+
 OFFSETS_SCHEMA = pa.schema(
     [
         ("topic", pa.string()),
@@ -175,7 +179,7 @@ def kafka_source(
                 part_size=part_messages,
             )
             # the next batch is validated on the stage thread while this one is written here
-            source_feed.batches = staged(drained, process)
+            source_feed.batches = staged(drained, process, workers=STAGE_WORKERS)
         if not state.get("tables_created"):
             # zero-row tables on the first run, so readers (dbt sources) always find them
             empty_accepted, empty_rejected = validate(messages_table([]))

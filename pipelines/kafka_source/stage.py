@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -21,9 +23,9 @@ _PUT_WAIT_S = 0.1
 
 
 def staged(
-    items: Iterator[T], work: Callable[[T], R], *, depth: int = 2
+    items: Iterator[T], work: Callable[[T], R], *, depth: int = 2, workers: int = 1
 ) -> Generator[R, None, None]:
-    """Yield `work(item)` for each item, in order, computed on a stage thread up to `depth`
+    """Yield `work(item)` for each item, in order, computed on `workers` threads up to `depth`
     results ahead. An exception in `items` or `work` is raised here. Closing this generator
     stops the stage and closes `items` on the stage thread (the thread that iterates them)."""
     ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
@@ -39,12 +41,19 @@ def staged(
         return False
 
     def run() -> None:
+        pending: deque[Future[R]] = deque()
         try:
-            for item in items:
-                if not hand_over(work(item)):
-                    break
+            with ThreadPoolExecutor(workers, thread_name_prefix="ingest-work") as pool:
+                for item in items:
+                    pending.append(pool.submit(work, item))
+                    if len(pending) >= workers and not hand_over(pending.popleft().result()):
+                        break
+                while pending and not stop.is_set():
+                    hand_over(pending.popleft().result())
             hand_over(_DONE)
         except BaseException as exc:  # handed to the consuming thread, which re-raises it
+            for future in pending:
+                future.cancel()
             hand_over(exc)
         finally:
             close = getattr(items, "close", None)
