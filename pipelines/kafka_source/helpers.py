@@ -427,6 +427,31 @@ class KafkaSession:
         # Tansu's end offsets can trail the true end by a batch: clamp at zero
         return {tp: max(0, end[tp] - o) for tp, o in offsets.items()}
 
+    def group_lag(self) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """(end offsets, messages past the consumer group's committed offsets) per partition.
+
+        The broker's view of what ingestion has not loaded yet: each run commits its loaded
+        offsets to the group, so this answers without touching the warehouse (whose file a
+        running load may hold). A partition the group never committed counts from its first
+        offset. Raises BrokerUnavailable when the brokers stop answering."""
+        tps = self.partitions()
+        beginning, end = self.watermarks(tps)
+        try:
+            committed = {
+                tp: self.consumer.committed(tp, timeout_ms=REACHABLE_TIMEOUT_MS) for tp in tps
+            }
+        except KafkaError as exc:
+            raise BrokerUnavailable(
+                f"KAFKA_BOOTSTRAP_SERVERS={self.settings.bootstrap_servers} stopped answering "
+                f"({type(exc).__name__})"
+            ) from exc
+        lag: dict[TopicPartition, int] = {}
+        for tp in tps:
+            start = committed[tp] if committed[tp] is not None else beginning[tp]
+            # Tansu's end offsets can trail the true end by a batch: clamp at zero
+            lag[tp] = max(0, end[tp] - start)
+        return end, lag
+
 
 def drain(
     consumer: KafkaConsumer,
