@@ -29,6 +29,7 @@ from .settings import (
     CONNECT_BACKOFF_S,
     CONSUMER_DEFAULTS,
     EMPTY_POLLS_TO_STOP,
+    FLUSH_MAX_SECONDS,
     FLUSH_POLL_TIMEOUT_MS,
     POLL_TIMEOUT_MS,
     REACHABLE_TIMEOUT_MS,
@@ -467,9 +468,10 @@ def drain(
 
     Polling runs in a background thread so the next fetch overlaps with validating and loading
     the previous batch (DuckDB and Arrow release the GIL). Stops at the first empty poll once every
-    partition has passed the end offset captured at start (a lower bound of the true end),
-    after consecutive empty polls below it, or at max_messages / max_seconds. Offsets are only
-    advanced by the caller, with the load.
+    partition has passed the end offset captured at start (a lower bound of the true end) or
+    FLUSH_MAX_SECONDS after passing it (new traffic is the next run's), after consecutive empty
+    polls below it, or at max_messages / max_seconds. Offsets are only advanced by the caller,
+    with the load.
     """
     ready: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -545,6 +547,7 @@ def _poll_loop(
     # one fetch; the very first poll waits the full timeout (nothing is fetched yet).
     flushing = all(nxt[tp] >= target[tp] for tp in target)
     first_poll = True
+    flush_until: float | None = None  # set after the first poll made while flushing
 
     def emit() -> None:
         nonlocal cols, last
@@ -567,6 +570,8 @@ def _poll_loop(
         wait = FLUSH_POLL_TIMEOUT_MS if flushing and not first_poll else POLL_TIMEOUT_MS
         batch = consumer.poll(timeout_ms=wait, max_records=room)
         first_poll = False
+        if flushing and flush_until is None:
+            flush_until = time.monotonic() + FLUSH_MAX_SECONDS
         if not batch:
             if flushing:
                 stats.stopped_because = "caught_up"
@@ -596,6 +601,9 @@ def _poll_loop(
             emit()
         if not flushing and all(nxt[tp] >= target[tp] for tp in target):
             flushing = True
+        if flush_until is not None and time.monotonic() >= flush_until:
+            stats.stopped_because = "caught_up"  # with everything there when the run started
+            break
     if cols[0] and not stop.is_set():
         emit()
 
