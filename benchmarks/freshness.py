@@ -9,9 +9,11 @@ the daemon run that copy.
 Set-up (all private, removed on exit): an embedded broker, a temp warehouse (`DUCKDB_PATH`) and a
 temp Dagster instance (`DAGSTER_HOME`, the local `dagster.yaml` of orchestration/instance.py: one
 run at a time). The warehouse is primed with --history-events of two past days (one direct
-`ingest()` + full `dbt build`). Then, as a baseline on the same warehouse, one direct micro-batch
-is timed: a minute of traffic at --rate, `ingest()` (timed inside its process) + `dbt build --vars
-{min_date, max_date: today}` (the intended micro-batch; dbt start-up included, partial parse warm).
+`ingest()` + full `dbt build`); those days' mart partitions are recorded as materialized in the
+instance, as the runs that built them would have left them. Then, as a baseline on the same
+warehouse, one direct micro-batch is timed: a minute of traffic at --rate, `ingest()` (timed
+inside its process) + `dbt build --vars {min_date, max_date: today}` (the intended micro-batch;
+dbt start-up included, partial parse warm).
 
 Measured: `dagster-daemon run -w workspace.yaml` with, by --trigger,
 - `sensor` (default): `microbatch_sensor` switched on (`dagster sensor start`), which starts one
@@ -63,7 +65,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,7 @@ from pipelines.broker import EmbeddedBroker
 from pipelines.config import KafkaSettings
 from pipelines.events import dumps
 from pipelines.generator import generate
+from pipelines.names import ANALYTICS, MARTS
 from pipelines.producer import ensure_topic, produce
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -417,6 +420,23 @@ def dbt(src: Path, warehouse: Path, command: str, target: Path, *args: str) -> f
 # the Dagster instance
 
 
+def record_history(instance: Any, days: list[date]) -> None:
+    """The primed days' mart partitions, recorded as materialized: the direct build made them,
+    as earlier runs would have. Unrecorded, marts_freshness_sensor finds yesterday missing and
+    starts a check run every half-minute, taking the one run slot from the runs measured."""
+    from dagster import AssetKey, AssetMaterialization
+
+    for mart in MARTS:
+        for day in days:
+            instance.report_runless_asset_event(
+                AssetMaterialization(
+                    asset_key=AssetKey([ANALYTICS, mart]),
+                    partition=day.isoformat(),
+                    description="built directly by the benchmark's priming dbt build",
+                )
+            )
+
+
 def run_stats(home: Path, since: float) -> list[dict[str, Any]]:
     from dagster import DagsterInstance
 
@@ -550,8 +570,13 @@ def main() -> int:  # noqa: PLR0915 - one linear script
         ensure_topic(settings, TOPIC)
 
         # prime: two past days, loaded and fully built directly
+        history_days = [datetime.now(UTC).date() - timedelta(days=n) for n in (2, 1)]
         history = generate(
-            events=args.history_events, users=max(50, args.history_events // 30), days=2, seed=3
+            events=args.history_events,
+            users=max(50, args.history_events // 30),
+            days=2,
+            seed=3,
+            start=history_days[0],
         )
         produce(history.messages, settings, TOPIC)
         prime_ingest_s, primed = ingest_in(src, broker.bootstrap, warehouse)
@@ -608,7 +633,8 @@ def main() -> int:  # noqa: PLR0915 - one linear script
         from dagster import DagsterInstance
 
         # create the SQLite storage once here: two processes creating it at once race
-        DagsterInstance.from_config(str(home)).dispose()
+        with DagsterInstance.from_config(str(home)) as instance:
+            record_history(instance, history_days)
         daemon_log = work / "daemon.log"
         daemon_started = time.time()
         traffic = Traffic(broker.bootstrap, args.rate, args.probe_every)
