@@ -627,7 +627,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
             what = "both schedules"
         # the code location's dbt manifest, parsed once before two processes load it
         subprocess.run(
-            [sys.executable, "-c", "import orchestration.project"],
+            [sys.executable, "-m", "orchestration.project"],
             cwd=src, env=env, check=True, capture_output=True, timeout=900,
         )  # fmt: skip
         from dagster import DagsterInstance
