@@ -17,6 +17,7 @@ from orchestration.assets.transformation import build_dbt_assets
 from orchestration.checks import build_checks
 from orchestration.freshness import build_partition_freshness, raw_freshness_policy
 from orchestration.jobs import build_jobs
+from orchestration.microbatch import build_microbatch_sensor
 from orchestration.operations import forget_job, replay_job, suppressions
 from orchestration.partitions import daily_partitions
 from orchestration.project import dbt_project, prepare_if_stale
@@ -58,9 +59,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         if isinstance(asset, dg.AssetsDefinition)
     ]
     external = [mark(suppressions)]
-    jobs = build_jobs(list(dbt_staging.check_keys), partitions)
     freshness_checks, freshness_sensor = build_partition_freshness(
         dbt_marts, settings.orchestration
+    )
+    jobs = build_jobs(
+        list(dbt_staging.check_keys),
+        partitions,
+        [key for check in freshness_checks for key in check.check_keys],
     )
     return dg.Definitions(
         assets=[*assets, *external],
@@ -69,6 +74,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         schedules=build_schedules(jobs, settings.orchestration),
         sensors=[
             build_late_data_sensor(jobs.marts, partitions),
+            build_microbatch_sensor(jobs.microbatch, partitions, settings.orchestration),
             *build_alert_sensors(settings.orchestration),
             freshness_sensor,
         ],

@@ -29,6 +29,10 @@ concurrency:
     # trackflow_ingestion (the Kafka ingestion op): one at a time, the dlt state has one writer
     granularity: run
     default_limit: 1
+run_queue:
+  # look at the queue every second (default 5): a micro-batch started by microbatch_sensor
+  # should not wait for the next look
+  dequeue_interval_seconds: 1
 telemetry:
   enabled: false
 """

@@ -1,4 +1,5 @@
-"""Jobs: the micro-batch ingestion, the marts (per day partition or range), and everything."""
+"""Jobs: the micro-batch ingestion, the marts (per day partition or range), the micro-batch of
+both in one run, and everything."""
 
 from __future__ import annotations
 
@@ -18,18 +19,23 @@ class Jobs:
     ingest: dg.UnresolvedAssetJobDefinition
     marts: dg.UnresolvedAssetJobDefinition
     everything: dg.UnresolvedAssetJobDefinition
+    microbatch: dg.UnresolvedAssetJobDefinition
 
     def all(self) -> list[dg.UnresolvedAssetJobDefinition]:
-        return [self.ingest, self.marts, self.everything]
+        return [self.ingest, self.marts, self.everything, self.microbatch]
 
 
 def build_jobs(
-    dbt_source_checks: list[dg.AssetCheckKey], partitions: dg.PartitionsDefinition
+    dbt_source_checks: list[dg.AssetCheckKey],
+    partitions: dg.PartitionsDefinition,
+    freshness_checks: list[dg.AssetCheckKey] | None = None,
 ) -> Jobs:
     """`dbt_source_checks`: dbt's tests on the raw source. They are checks on the raw asset,
     but running them means starting dbt (tens of seconds, most of a micro-batch); they run with
     the staging build instead (everything_job, `dbt build`), and the validator already enforces
-    what they test."""
+    what they test. `freshness_checks`: the marts' per-partition freshness checks, left out of
+    the micro-batch (their sensor evaluates them; a missing day would otherwise fail, and
+    alert, every few seconds)."""
     raw_source_checks = [k for k in dbt_source_checks if k.asset_key == RAW_EVENTS]
     return Jobs(
         ingest=dg.define_asset_job(
@@ -55,6 +61,19 @@ def build_jobs(
             partitions_def=partitions,
             description=(
                 "Ingestion, staging and the marts of a partition range, in one run (make demo)."
+            ),
+            tags={**INGESTION_TAGS},
+        ),
+        # one run instead of an ingest_job run and a marts_job run: the run worker starts (and
+        # loads the definitions) once, and the marts see the events the same run loaded
+        microbatch=dg.define_asset_job(
+            "microbatch_job",
+            selection=dg.AssetSelection.groups(INGESTION_GROUP, STAGING_GROUP, MARTS_GROUP)
+            - dg.AssetSelection.checks(*raw_source_checks, *(freshness_checks or [])),
+            partitions_def=partitions,
+            description=(
+                "One bounded drain of the Kafka topic into raw, then staging and the marts of "
+                "one day partition (today's, when microbatch_sensor starts it), in one run."
             ),
             tags={**INGESTION_TAGS},
         ),

@@ -14,7 +14,8 @@ from dagster import DagsterRunStatus, RunsFilter
 from orchestration.jobs import Jobs
 from pipelines.config import OrchestrationSettings
 
-_UNFINISHED = [
+# a run in one of these states still holds (or will hold) its place in the queue and pools
+UNFINISHED = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
     DagsterRunStatus.STARTING,
@@ -24,7 +25,7 @@ _UNFINISHED = [
 
 def _unfinished_runs(context: dg.ScheduleEvaluationContext, job_name: str) -> int:
     runs = context.instance.get_run_records(
-        filters=RunsFilter(job_name=job_name, statuses=_UNFINISHED), limit=1
+        filters=RunsFilter(job_name=job_name, statuses=UNFINISHED), limit=1
     )
     return len(runs)
 

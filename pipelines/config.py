@@ -300,10 +300,15 @@ class TrackingPlanSettings(_Section):
 
 
 class OrchestrationSettings(_Section):
-    """The Dagster instance, the schedules' crons and where the marts' day partitions begin."""
+    """The Dagster instance, the schedules' crons, the micro-batch sensor's interval and where
+    the marts' day partitions begin."""
 
     ingest_cron: str = Field("*/5 * * * *", alias="TRACKFLOW_INGEST_CRON")
     marts_cron: str = Field("2-59/5 * * * *", alias="TRACKFLOW_MARTS_CRON")
+    # seconds between two looks of microbatch_sensor at the consumer group's lag
+    microbatch_interval_seconds: int = Field(
+        10, ge=1, alias="TRACKFLOW_MICROBATCH_INTERVAL_SECONDS"
+    )
     partitions_start: str = Field("2024-01-01", alias="TRACKFLOW_PARTITIONS_START")
     dagster_home: Path = Field(Path(".dagster_home"), alias="DAGSTER_HOME")
     # where failed runs and failed checks are posted (Slack-compatible JSON); unset: nowhere

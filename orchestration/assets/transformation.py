@@ -28,6 +28,7 @@ from orchestration.assets.keys import (
     PARTITION_TAG,
     STAGING_GROUP,
 )
+from orchestration.assets.partial_parse import keep_partial_parse
 from orchestration.resources import WarehouseResource
 from pipelines.warehouse import Warehouse, WarehouseError
 
@@ -143,6 +144,9 @@ def run_dbt(
     with warehouse.dbt_env():
         invocation = dbt.cli(args, context=context, raise_on_error=False)
     events = list(invocation.stream())
+    # the next invocation with the same vars (the marts after staging, the next run of the same
+    # day) starts from this one's parse
+    keep_partial_parse(invocation.target_path, invocation.project_dir)
     keys = [context.asset_key_for_output(e.output_name) for e in events if isinstance(e, dg.Output)]
     counts = _row_counts(warehouse.open(), {k: window_column(context, k) for k in keys}, dbt_vars)
     for event in events:

@@ -29,6 +29,7 @@ from .settings import (
     CONNECT_BACKOFF_S,
     CONSUMER_DEFAULTS,
     EMPTY_POLLS_TO_STOP,
+    FLUSH_MAX_SECONDS,
     FLUSH_POLL_TIMEOUT_MS,
     POLL_TIMEOUT_MS,
     REACHABLE_TIMEOUT_MS,
@@ -429,6 +430,31 @@ class KafkaSession:
         # Tansu's end offsets can trail the true end by a batch: clamp at zero
         return {tp: max(0, end[tp] - o) for tp, o in offsets.items()}
 
+    def group_lag(self) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """(end offsets, messages past the consumer group's committed offsets) per partition.
+
+        The broker's view of what ingestion has not loaded yet: each run commits its loaded
+        offsets to the group, so this answers without touching the warehouse (whose file a
+        running load may hold). A partition the group never committed counts from its first
+        offset. Raises BrokerUnavailable when the brokers stop answering."""
+        tps = self.partitions()
+        beginning, end = self.watermarks(tps)
+        try:
+            committed = {
+                tp: self.consumer.committed(tp, timeout_ms=REACHABLE_TIMEOUT_MS) for tp in tps
+            }
+        except KafkaError as exc:
+            raise BrokerUnavailable(
+                f"KAFKA_BOOTSTRAP_SERVERS={self.settings.bootstrap_servers} stopped answering "
+                f"({type(exc).__name__})"
+            ) from exc
+        lag: dict[TopicPartition, int] = {}
+        for tp in tps:
+            start = committed[tp] if committed[tp] is not None else beginning[tp]
+            # Tansu's end offsets can trail the true end by a batch: clamp at zero
+            lag[tp] = max(0, end[tp] - start)
+        return end, lag
+
 
 def drain(
     consumer: KafkaConsumer,
@@ -446,9 +472,10 @@ def drain(
 
     Polling runs in a background thread so the next fetch overlaps with validating and loading
     the previous batch (DuckDB and Arrow release the GIL). Stops at the first empty poll once every
-    partition has passed the end offset captured at start (a lower bound of the true end),
-    after consecutive empty polls below it, or at max_messages / max_seconds. Offsets are only
-    advanced by the caller, with the load.
+    partition has passed the end offset captured at start (a lower bound of the true end) or
+    FLUSH_MAX_SECONDS after passing it (new traffic is the next run's), after consecutive empty
+    polls below it, or at max_messages / max_seconds. Offsets are only advanced by the caller,
+    with the load.
     """
     ready: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -526,6 +553,7 @@ def _poll_loop(
     # one fetch; the very first poll waits the full timeout (nothing is fetched yet).
     flushing = all(nxt[tp] >= target[tp] for tp in target)
     first_poll = True
+    flush_until: float | None = None  # set after the first poll made while flushing
 
     def emit() -> None:
         nonlocal cols, last
@@ -549,6 +577,8 @@ def _poll_loop(
         wait = FLUSH_POLL_TIMEOUT_MS if flushing and not first_poll else POLL_TIMEOUT_MS
         batch = consumer.poll(timeout_ms=wait, max_records=room)
         first_poll = False
+        if flushing and flush_until is None:
+            flush_until = time.monotonic() + FLUSH_MAX_SECONDS
         if not batch:
             if flushing:
                 stats.stopped_because = "caught_up"
@@ -578,6 +608,9 @@ def _poll_loop(
             emit()
         if not flushing and all(nxt[tp] >= target[tp] for tp in target):
             flushing = True
+        if flush_until is not None and time.monotonic() >= flush_until:
+            stats.stopped_because = "caught_up"  # with everything there when the run started
+            break
     if cols[0] and not stop.is_set():
         emit()
 

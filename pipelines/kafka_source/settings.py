@@ -8,6 +8,11 @@ EMPTY_POLLS_TO_STOP: Final = 2
 # once past the end offsets captured at start: how long a poll may wait for a fetch already
 # in flight (end offsets are only a lower bound: Tansu reports the last batch's base offset + 1)
 FLUSH_POLL_TIMEOUT_MS: Final = 250
+# ... and how long it goes on reading once past them. A run drains what was there when it
+# started; without a bound, steady traffic (never a quiet 250 ms) kept one run following the
+# stream until max_seconds while nothing reached the warehouse. Whatever arrives later is the
+# next run's: the batch holding the reported end came in the fetch that passed it.
+FLUSH_MAX_SECONDS: Final = 1.0
 
 # connection retries before a run fails naming the servers
 CONNECT_ATTEMPTS: Final = 5

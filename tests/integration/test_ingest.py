@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.generator import generate
@@ -87,6 +88,47 @@ def test_a_run_starting_past_the_reported_end_still_reads(broker, make_topic, wa
     assert [r.messages for r in runs] == [20, 20, 10, 0]
     assert [r.stopped_because for r in runs] == ["max_messages"] * 2 + ["caught_up"] * 2
     assert scalar(warehouse, "select count(distinct _kafka_offset) from raw.tracking_events") == 50
+
+
+def test_a_run_under_steady_traffic_stops_with_what_was_there(
+    broker, make_topic, warehouse
+) -> None:
+    """Messages arriving every few milliseconds during the run (a quiet poll never comes): the
+    run still ends caught up, not at max_seconds, having loaded at least what was on the topic
+    when it started; the next run loads the rest, each message once."""
+    topic = make_topic(partitions=2)
+    settings = settings_for(broker.bootstrap, topic)
+    backlog = generate(events=300, users=20, seed=8).messages
+    produce(backlog, settings, topic)
+    # more than the sender can send within max_seconds: the traffic outlasts an unbounded run
+    live = generate(events=20_000, users=200, seed=9).messages
+    stop = threading.Event()
+    sent = []
+
+    def keep_sending() -> None:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+        for key, value, _ in live:
+            if stop.wait(0.005):
+                break
+            producer.send(topic, key=key, value=value)
+            sent.append(key)
+        producer.flush()
+        producer.close()
+
+    sender = threading.Thread(target=keep_sending)
+    sender.start()
+    try:
+        first = ingest(settings, warehouse, limits=limits(max_seconds=60))
+    finally:
+        stop.set()
+        sender.join()
+    assert first.stopped_because == "caught_up"
+    assert first.loaded >= len(backlog)
+    rest = ingest(settings, warehouse)
+    assert first.loaded + rest.loaded == len(backlog) + len(sent)
+    assert scalar(warehouse, "select count(distinct message_id) from raw.tracking_events") == (
+        len(backlog) + len(sent)
+    )
 
 
 def test_drain_stopped_by_max_messages_resumes_without_gaps(broker, make_topic, warehouse) -> None:

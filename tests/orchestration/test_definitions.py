@@ -46,12 +46,14 @@ def test_definitions_load() -> None:
         "ingest_job",
         "marts_job",
         "everything_job",
+        "microbatch_job",
         "forget_job",
         "replay_job",
     }
     assert {s.name for s in repo.schedule_defs} == {"ingest_schedule", "marts_schedule"}
     assert {s.name for s in repo.sensor_defs} == {
         "late_data_sensor",
+        "microbatch_sensor",
         "alert_on_run_failure",
         "alert_on_failed_checks",
         "marts_freshness_sensor",
@@ -152,6 +154,18 @@ def test_ingest_job_runs_its_own_checks_but_starts_no_dbt() -> None:
     }
     everything = {node.name for node in defs.resolve_job_def("everything_job").graph.node_defs}
     assert "dbt_staging" in everything  # where the source tests still run
+
+
+def test_microbatch_job_is_ingestion_then_one_days_staging_and_marts() -> None:
+    """One run: the ingestion with its checks, staging, the marts and their checks; not the
+    report, not the marts' freshness checks (their sensor evaluates them)."""
+    job = defs.resolve_job_def("microbatch_job")
+    ops = {node.name for node in job.graph.node_defs}
+    ingest = {node.name for node in defs.resolve_job_def("ingest_job").graph.node_defs}
+    assert ingest | {"dbt_staging", "dbt_marts"} <= ops
+    assert not any(op.startswith(("freshness_check", "report")) for op in ops), ops
+    assert job.partitions_def == defs.resolve_job_def("marts_job").partitions_def
+    assert job.tags["trackflow/role"] == "ingestion"  # queued with the other ingestions
 
 
 def test_every_asset_has_owners_a_layer_kinds_and_code() -> None:
