@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -10,19 +11,22 @@ import pytest
 from pipelines.kafka_source.stage import staged
 
 
-def test_results_come_in_order_computed_off_the_callers_thread() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_results_come_in_order_computed_off_the_callers_thread(workers: int) -> None:
     caller = threading.get_ident()
     seen_threads: set[int] = set()
 
     def square(x: int) -> int:
         seen_threads.add(threading.get_ident())
+        time.sleep(0.002 * (x % 3 == 0))  # with two workers, later items often finish first
         return x * x
 
-    assert list(staged(iter(range(50)), square)) == [x * x for x in range(50)]
-    assert seen_threads and caller not in seen_threads
+    assert list(staged(iter(range(50)), square, workers=workers)) == [x * x for x in range(50)]
+    assert len(seen_threads) == workers and caller not in seen_threads
 
 
-def test_an_error_in_the_work_reaches_the_caller_after_the_results_before_it() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_error_in_the_work_reaches_the_caller_after_the_results_before_it(workers: int) -> None:
     def work(x: int) -> int:
         if x == 3:
             raise ValueError("bad batch 3")
@@ -30,7 +34,7 @@ def test_an_error_in_the_work_reaches_the_caller_after_the_results_before_it() -
 
     got: list[int] = []
     with pytest.raises(ValueError, match="bad batch 3"):
-        for x in staged(iter(range(10)), work):
+        for x in staged(iter(range(10)), work, workers=workers):
             got.append(x)
     assert got == [0, 1, 2]
 
