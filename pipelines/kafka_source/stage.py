@@ -1,9 +1,9 @@
-"""One pipeline stage on its own thread: `work` applied to each item, results in order.
+"""One pipeline stage on threads of its own: `work` applied to each item, results in order.
 
-Ingestion runs three stages at once: the poller thread decodes Kafka records (Python), a stage
-thread validates and minimises the previous micro-batch (DuckDB, which releases the GIL), and
-the caller's thread writes the batch before that to dlt's parquet files. Queues are bounded, so
-memory holds a few batches whatever the speed of each stage.
+Ingestion runs three stages at once: the poller thread decodes Kafka records (Python), stage
+threads validate and minimise the micro-batches after it (DuckDB, which releases the GIL), and
+the caller's thread writes the ones before to dlt's parquet files. Queues are bounded, so memory
+holds a few batches whatever the speed of each stage.
 """
 
 from __future__ import annotations
