@@ -202,8 +202,8 @@ def ingest(
 
     The drain is loaded in parts of at most `limits.messages_per_load` messages; each part is
     one dlt load holding its rows and offsets, so a crash loses at most the part in flight.
-    Three threads share the work: the poller decodes records, a stage thread validates and
-    minimises the previous batch, this one writes and loads; while a part loads, the next
+    The work is shared: the poller thread decodes records, two stage threads validate and
+    minimise the batches after it, this thread writes and loads; while a part loads, the next
     part's first batches are drained and validated.
     With `shard` only the partitions it owns are drained; any number of shards may run at once
     against a DuckLake warehouse (a DuckDB file takes one writer: a second one gets

@@ -70,7 +70,7 @@ class Batch:
 class Feed:
     """The processed micro-batches of one drain, shared by the parts (loads) it is cut into.
 
-    The poller and the stage thread outlive a part: while a part loads, they decode and
+    The poller and the stage threads outlive a part: while a part loads, they decode and
     validate the next part's first batches. A batch that was prepared but not loaded when the
     run ends (or fails) is simply dropped: offsets only advance with the loads.
     """
@@ -178,7 +178,7 @@ def kafka_source(
                 max_seconds=limits.max_seconds,
                 part_size=part_messages,
             )
-            # the next batch is validated on the stage thread while this one is written here
+            # the next batches are validated on the stage threads while this one is written here
             source_feed.batches = staged(drained, process, workers=STAGE_WORKERS)
         if not state.get("tables_created"):
             # zero-row tables on the first run, so readers (dbt sources) always find them

@@ -34,6 +34,7 @@ from .settings import (
     POLL_TIMEOUT_MS,
     REACHABLE_TIMEOUT_MS,
 )
+from .stage import DONE, received
 
 
 class IngestError(RuntimeError):
@@ -498,13 +499,7 @@ def drain(
     )
     poller.start()
     try:
-        while True:
-            item = ready.get()
-            if item is _DONE:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        yield from received(ready)
     finally:
         stop.set()
         while poller.is_alive():  # unblock a poller waiting on a full queue
@@ -514,14 +509,11 @@ def drain(
                 poller.join(0.05)
 
 
-_DONE = object()
-
-
 def _poll_batches(ready: queue.Queue[Any], **loop_args: Any) -> None:
-    """Thread body: run the poll loop, then hand over _DONE or the exception that ended it."""
+    """Thread body: run the poll loop, then hand over DONE or the exception that ended it."""
     try:
         _poll_loop(ready=ready, **loop_args)
-        ready.put(_DONE)
+        ready.put(DONE)
     except BaseException as exc:  # handed to the consuming thread, which re-raises it
         ready.put(exc)
 

@@ -18,8 +18,20 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-_DONE = object()
+DONE = object()  # what a producer thread puts on its queue after the last item
 _PUT_WAIT_S = 0.1
+
+
+def received(ready: queue.Queue[Any]) -> Iterator[Any]:
+    """The items a producer thread puts on `ready`, until DONE; an exception it puts is raised
+    here, in the consuming thread."""
+    while True:
+        item = ready.get()
+        if item is DONE:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def staged(
@@ -50,7 +62,7 @@ def staged(
                         break
                 while pending and not stop.is_set():
                     hand_over(pending.popleft().result())
-            hand_over(_DONE)
+            hand_over(DONE)
         except BaseException as exc:  # handed to the consuming thread, which re-raises it
             for future in pending:
                 future.cancel()
@@ -63,13 +75,7 @@ def staged(
     thread = threading.Thread(target=run, name="ingest-stage", daemon=True)
     thread.start()
     try:
-        while True:
-            result = ready.get()
-            if result is _DONE:
-                break
-            if isinstance(result, BaseException):
-                raise result
-            yield result
+        yield from received(ready)
     finally:
         stop.set()
         thread.join()
