@@ -50,7 +50,18 @@ dirty_points as (
     from {{ this }} as stored
     where
         stored.user_key in (select relinked.identifier from relinked)
-        or list_has_any(stored.anonymous_ids, (select list(relinked.identifier) from relinked))
+        -- a semi join on the unnested ids: `list_has_any(anonymous_ids, (select list(...)))`
+        -- was planned as a nested loop over every stored session (44 s of 47 at 10M events)
+        or stored.session_id in (
+            select stored_ids.session_id
+            from (
+                select
+                    session_id,
+                    unnest(anonymous_ids) as anonymous_id
+                from {{ this }}
+            ) as stored_ids
+            where stored_ids.anonymous_id in (select relinked.identifier from relinked)
+        )
 ),
 
 dirty_entity_events as (
