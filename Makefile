@@ -69,7 +69,7 @@ bench: setup postgres ## quick benchmarks (~12 min): ingestion vs kafka-python a
 	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1 --no-incremental
 	$(BIN)/python -m benchmarks.lake --events 300000
 
-bench-full: setup postgres ## long benchmarks (~1.7 h): ingestion and memory at 3M, dbt at 1M and 10M with incremental cost, lake vs file at 1M, freshness through Dagster
+bench-full: setup postgres ## long benchmarks (~50 min): ingestion and memory at 3M, dbt at 1M and 10M with incremental cost, lake vs file at 1M, freshness through Dagster
 	$(BIN)/python -m benchmarks.ingest_throughput --events 3000000 --repeat 2
 	$(BIN)/python -m benchmarks.lake --events 1000000 --dbt
 	$(BIN)/python -m benchmarks.transforms --events 1000000 --repeat 1 --full --full-events 10000000 --full-repeat 1 --incremental-repeat 3
